@@ -1,0 +1,226 @@
+"""All configuration in one place: every setting is an env var and a CLI flag.
+
+`SETTINGS` is the single table; the CLI builds its flags from it and the README's
+configuration table lists exactly these rows (a test keeps them in step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in {"1", "true", "yes", "on"}:
+        return True
+    if v in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean, got {value!r}")
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configurable value: its env var, CLI flag, default and meaning."""
+
+    attr: str
+    env: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    groups: tuple[str, ...] = ("all",)
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.attr.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # --- Kafka and naming (every component) ---
+    Setting("bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092",
+            "Kafka bootstrap servers, comma-separated."),
+    Setting("topic_prefix", "STREAMS_TOPIC_PREFIX", "",
+            "Prepended to every topic name the project creates or uses."),
+    Setting("app_id", "STREAMS_APP_ID", "voucherify-streams",
+            "Names the Faust app and its consumer groups."),
+    Setting("topic_partitions", "STREAMS_TOPIC_PARTITIONS", 6,
+            "Partitions of topics created at start when missing.", int),
+    Setting("topic_replication", "STREAMS_TOPIC_REPLICATION", 1,
+            "Replication factor of topics created at start.", int),
+    Setting("customer_deleted_topic", "STREAMS_CUSTOMER_DELETED_TOPIC",
+            "voucherify.customer.deleted", "Input topic of customer.deleted events."),
+    Setting("dead_letter_topic", "STREAMS_DEAD_LETTER_TOPIC",
+            "voucherify.webhooks.dead-letter", "Topic of requests the bridge could not accept."),
+    Setting("raw_topic", "STREAMS_RAW_TOPIC", "",
+            "If set, other webhook event types are published here as received (JSON)."),
+    Setting("loyalty_topic", "STREAMS_LOYALTY_TOPIC", "analytics.loyalty-points-lost",
+            "Compacted output: latest loyalty-points-lost totals per key."),
+    Setting("referral_topic", "STREAMS_REFERRAL_TOPIC", "analytics.referral-impact",
+            "Compacted output: latest referral-impact totals per key."),
+    Setting("deletions_topic", "STREAMS_DELETIONS_TOPIC", "analytics.customer-deletions",
+            "Output: one CustomerDeletion fact per counted customer."),
+    Setting("schema_registry_url", "SCHEMA_REGISTRY_URL", "",
+            "If set, encode with the Confluent wire format via this Schema Registry."),
+    Setting("log_level", "STREAMS_LOG_LEVEL", "info", "Log level: debug, info, warning, error."),
+    # --- Local Kafka (`voucherify-streams kafka`) ---
+    Setting("kafka_port", "STREAMS_KAFKA_PORT", 9092,
+            "Port of the local broker started by `kafka start`.", int, ("kafka",)),
+    Setting("kafka_controller_port", "STREAMS_KAFKA_CONTROLLER_PORT", 0,
+            "KRaft controller port of the local broker (0: broker port + 1).", int, ("kafka",)),
+    Setting("kafka_home", "STREAMS_KAFKA_HOME",
+            str(Path.home() / ".cache" / "voucherify-streams" / "kafka"),
+            "Where the local broker keeps its jars, data, pid and log.", str, ("kafka",)),
+    Setting("kafka_heap", "STREAMS_KAFKA_HEAP", "1g",
+            "Java heap of the local broker.", str, ("kafka",)),
+    # --- Bridge ---
+    Setting("bridge_host", "BRIDGE_HOST", "0.0.0.0", "Bridge listen address.", str, ("bridge",)),
+    Setting("bridge_port", "BRIDGE_PORT", 8080, "Bridge listen port.", int, ("bridge",)),
+    Setting("webhook_secret", "VOUCHERIFY_WEBHOOK_SECRET", (),
+            "Webhook secret(s), comma-separated for rotation.", _csv, ("bridge", "demo"), True),
+    Setting("webhook_secret_file", "VOUCHERIFY_WEBHOOK_SECRET_FILE", "",
+            "File with one webhook secret per line (added to the above).", str, ("bridge",)),
+    Setting("insecure_no_signature", "BRIDGE_INSECURE_NO_SIGNATURE", False,
+            "DEVELOPMENT ONLY: accept unsigned webhooks when no secret is set.", _bool, ("bridge",)),
+    Setting("max_body_bytes", "BRIDGE_MAX_BODY_BYTES", 1024 * 1024,
+            "Largest accepted request body (bytes) before 413.", int, ("bridge",)),
+    Setting("request_deadline_s", "BRIDGE_REQUEST_DEADLINE_S", 5.0,
+            "End-to-end deadline of one webhook, incl. the broker ack (s).", float, ("bridge",)),
+    Setting("retry_after_s", "BRIDGE_RETRY_AFTER_S", 30,
+            "Retry-After sent with 503 (s).", int, ("bridge",)),
+    Setting("pii_policy", "PII_POLICY", "redact",
+            "Personal data before publishing: redact, hash or keep.", str, ("bridge", "replay")),
+    Setting("pii_hash_key", "PII_HASH_KEY", "",
+            "HMAC key for PII_POLICY=hash.", str, ("bridge", "replay"), True),
+    # --- Worker ---
+    Setting("web_port", "STREAMS_WEB_PORT", 6066, "Faust worker web port.", int, ("worker",)),
+    Setting("web_host", "STREAMS_WEB_HOST", "0.0.0.0", "Faust worker web bind address.", str,
+            ("worker",)),
+    Setting("store", "STREAMS_STORE", "rocksdb://",
+            "Table store: rocksdb:// or memory://.", str, ("worker",)),
+    Setting("processing_guarantee", "STREAMS_PROCESSING_GUARANTEE", "exactly_once",
+            "exactly_once or at_least_once.", str, ("worker",)),
+    Setting("data_dir", "STREAMS_DATA_DIR", "./.streams-data",
+            "Faust data directory (RocksDB tables).", str, ("worker",)),
+    Setting("day_retention_days", "STREAMS_DAY_RETENTION_DAYS", 400,
+            "How long the per-day window is kept (days).", int, ("worker",)),
+    Setting("standby_replicas", "STREAMS_STANDBY_REPLICAS", 1,
+            "Faust table standby replicas.", int, ("worker",)),
+)
+
+_BY_ATTR = {s.attr: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration. Build with `Settings.from_env()`; never read os.environ elsewhere."""
+
+    bootstrap_servers: str = "localhost:9092"
+    topic_prefix: str = ""
+    app_id: str = "voucherify-streams"
+    topic_partitions: int = 6
+    topic_replication: int = 1
+    customer_deleted_topic: str = "voucherify.customer.deleted"
+    dead_letter_topic: str = "voucherify.webhooks.dead-letter"
+    raw_topic: str = ""
+    loyalty_topic: str = "analytics.loyalty-points-lost"
+    referral_topic: str = "analytics.referral-impact"
+    deletions_topic: str = "analytics.customer-deletions"
+    schema_registry_url: str = ""
+    log_level: str = "info"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 0
+    kafka_home: str = field(default_factory=lambda: str(_BY_ATTR["kafka_home"].default))
+    kafka_heap: str = "1g"
+    bridge_host: str = "0.0.0.0"
+    bridge_port: int = 8080
+    webhook_secret: tuple[str, ...] = ()
+    webhook_secret_file: str = ""
+    insecure_no_signature: bool = False
+    max_body_bytes: int = 1024 * 1024
+    request_deadline_s: float = 5.0
+    retry_after_s: int = 30
+    pii_policy: str = "redact"
+    pii_hash_key: str = ""
+    web_port: int = 6066
+    web_host: str = "0.0.0.0"
+    store: str = "rocksdb://"
+    processing_guarantee: str = "exactly_once"
+    data_dir: str = "./.streams-data"
+    day_retention_days: int = 400
+    standby_replicas: int = 1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for s in SETTINGS:
+            raw = env.get(s.env)
+            if raw is not None and raw != "":
+                try:
+                    values[s.attr] = s.parse(raw)
+                except ValueError as exc:
+                    raise ValueError(f"{s.env}: {exc}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    def validated(self) -> Settings:
+        if self.pii_policy not in {"redact", "hash", "keep"}:
+            raise ValueError(f"PII_POLICY: expected redact, hash or keep, got {self.pii_policy!r}")
+        if self.pii_policy == "hash" and not self.pii_hash_key:
+            raise ValueError("PII_POLICY=hash needs PII_HASH_KEY")
+        if self.processing_guarantee not in {"exactly_once", "at_least_once"}:
+            raise ValueError(
+                "STREAMS_PROCESSING_GUARANTEE: expected exactly_once or at_least_once, "
+                f"got {self.processing_guarantee!r}"
+            )
+        if self.store not in {"rocksdb://", "memory://"}:
+            raise ValueError(f"STREAMS_STORE: expected rocksdb:// or memory://, got {self.store!r}")
+        return self
+
+    def topic(self, name: str) -> str:
+        """The full name of a topic: the prefix, then the configured name."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def controller_port(self) -> int:
+        return self.kafka_controller_port or self.kafka_port + 1
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every configured webhook secret: env/flag values, then the secrets file's lines."""
+        found = list(self.webhook_secret)
+        if self.webhook_secret_file:
+            text = Path(self.webhook_secret_file).read_text(encoding="utf-8")
+            found.extend(line.strip() for line in text.splitlines() if line.strip())
+        return tuple(dict.fromkeys(found))
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes).validated()
+
+
+def add_arguments(parser: argparse.ArgumentParser, groups: Iterable[str]) -> None:
+    """Add a flag for every setting in `groups` (plus the shared ones)."""
+    wanted = set(groups) | {"all"}
+    for s in SETTINGS:
+        if not wanted.intersection(s.groups):
+            continue
+        if s.parse is _bool:
+            parser.add_argument(s.flag, dest=s.attr, action="store_const", const=True,
+                                default=None, help=f"{s.help} [env {s.env}]")
+        else:
+            parser.add_argument(s.flag, dest=s.attr, type=s.parse, default=None,
+                                metavar=s.env, help=f"{s.help} [env {s.env}]")
+
+
+def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    """Env vars first, flags win."""
+    overrides = {f.name: getattr(args, f.name) for f in fields(Settings) if hasattr(args, f.name)}
+    return Settings.from_env(environ, **overrides)
