@@ -1,0 +1,1 @@
+"""Kafka plumbing: the local broker, admin helpers and client wrappers."""

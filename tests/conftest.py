@@ -1,0 +1,105 @@
+"""Shared fixtures: one real Kafka broker for the whole run, isolated names per test.
+
+The broker comes from, in order: KAFKA_BOOTSTRAP_SERVERS; testcontainers' Kafka when a Docker
+engine answers; else the project's own local broker (`voucherify-streams kafka`), started here
+on a free port and stopped at the end. Under CI=true a Kafka test fails when none can be had.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.kafka.local import KafkaError, LocalKafka, broker_answers
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT.parent / "shared" / "examples" / "customer-deleted.webhook.json"
+CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _no_broker(reason: str) -> None:
+    if CI:
+        pytest.fail(f"no Kafka broker could be had under CI=true: {reason}")
+    pytest.skip(f"no Kafka broker: {reason}")
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+    except Exception:
+        return False
+    return True
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[str]:
+    """Bootstrap servers of a real broker."""
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        if not broker_answers(env, timeout=10):
+            _no_broker(f"KAFKA_BOOTSTRAP_SERVERS={env} does not answer")
+        yield env
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    base = Settings.from_env()
+    port = _free_port_pair()
+    broker = LocalKafka(port, port + 1, Path(base.kafka_home), base.kafka_heap)
+    try:
+        broker.start()
+    except KafkaError as exc:
+        _no_broker(str(exc))
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+        broker.reset()
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(kafka: str, unique: str, tmp_path: Path) -> Settings:
+    """Settings isolated for one test: own topic prefix, app id and data dir."""
+    return Settings.from_env(
+        {},
+        bootstrap_servers=kafka,
+        topic_prefix=f"t{unique}.",
+        app_id=f"test-{unique}",
+        data_dir=str(tmp_path / "data"),
+        topic_partitions=3,
+    )
+
+
+@pytest.fixture(scope="session")
+def example_body() -> bytes:
+    return EXAMPLE.read_bytes()
