@@ -224,3 +224,17 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     """Env vars first, flags win."""
     overrides = {f.name: getattr(args, f.name) for f in fields(Settings) if hasattr(args, f.name)}
     return Settings.from_env(environ, **overrides)
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from SETTINGS."""
+    rows = ["| env var | flag | default | used by | meaning |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        default = s.default
+        if s.attr == "kafka_home":
+            default = "~/.cache/voucherify-streams/kafka"
+        shown = ",".join(default) if isinstance(default, tuple) else str(default)
+        shown = f"`{shown}`" if shown != "" else "(empty)"
+        used = ", ".join(s.groups).replace("all", "every command")
+        rows.append(f"| `{s.env}` | `{s.flag}` | {shown} | {used} | {s.help} |")
+    return "\n".join(rows)

@@ -1,0 +1,114 @@
+"""`voucherify-streams`: one CLI for the local Kafka, the bridge, the worker, the demo and replay."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from streams.settings import Settings, add_arguments, from_args
+
+log = logging.getLogger("streams")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voucherify-streams",
+        description="Voucherify customer.deleted webhooks -> Kafka -> loyalty and referral analytics.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    kafka = sub.add_parser("kafka", help="start, stop or inspect the local single-node Kafka")
+    kafka.add_argument("action", choices=["start", "stop", "status", "reset"])
+    add_arguments(kafka, ["kafka"])
+
+    bridge = sub.add_parser("bridge", help="run the webhook bridge (HTTP -> Avro -> Kafka)")
+    add_arguments(bridge, ["bridge"])
+
+    worker = sub.add_parser("worker", help="run the Faust worker (dedup, tables, analytics)")
+    add_arguments(worker, ["worker"])
+
+    demo = sub.add_parser("demo", help="run everything locally on generated webhooks")
+    demo.add_argument("-n", "--count", type=int, default=2000, help="webhooks to send")
+    demo.add_argument("--duplicates", type=float, default=0.1,
+                      help="share of deliveries that are re-sends of an earlier webhook")
+    demo.add_argument("--concurrency", type=int, default=16, help="parallel HTTP senders")
+    demo.add_argument("--stop", action="store_true", help="stop everything at the end")
+    demo.add_argument("--seed", type=int, default=None, help="random seed for the generator")
+    add_arguments(demo, ["demo", "kafka", "bridge", "worker"])
+
+    replay = sub.add_parser("replay", help="publish webhooks from a JSON Lines file (backfill)")
+    replay.add_argument("file", help="JSON Lines of webhook envelopes or {'customer': ...}; - = stdin")
+    replay.add_argument("--allow-rejects", action="store_true",
+                        help="exit 0 even when some lines were rejected")
+    add_arguments(replay, ["replay"])
+    return parser
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _kafka(action: str, settings: Settings) -> int:
+    from streams.kafka.local import KafkaError, LocalKafka
+
+    broker = LocalKafka.from_settings(settings)
+    try:
+        if action == "start":
+            if broker.start():
+                print(f"Kafka started on {broker.bootstrap}; log: {broker.log_file}")
+            else:
+                print(f"Kafka is already running on {broker.bootstrap}; log: {broker.log_file}")
+        elif action == "stop":
+            if broker.stop():
+                print(f"Kafka on port {broker.port} stopped")
+            else:
+                print(f"Kafka on port {broker.port} was not running")
+        elif action == "reset":
+            broker.reset()
+            print(f"Kafka data under {broker.state_dir} deleted")
+        else:
+            print(broker.status())
+            return 0 if broker.pid() is not None else 3
+    except KafkaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings)
+    if args.command == "kafka":
+        return _kafka(args.action, settings)
+    if args.command == "bridge":
+        from streams.bridge.app import run as run_bridge
+
+        return run_bridge(settings)
+    if args.command == "worker":
+        from streams.app import run as run_worker
+
+        return run_worker(settings)
+    if args.command == "demo":
+        from streams.demo import run as run_demo
+
+        return run_demo(settings, count=args.count, duplicates=args.duplicates,
+                        concurrency=args.concurrency, stop=args.stop, seed=args.seed)
+    if args.command == "replay":
+        from streams.replay import run as run_replay
+
+        return run_replay(settings, args.file, allow_rejects=args.allow_rejects)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

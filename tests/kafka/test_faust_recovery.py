@@ -1,0 +1,83 @@
+"""A Faust worker's table survives a restart by recovery from its changelog topic.
+
+The app uses the memory store, so after the restart the only place the count can come
+from is the changelog in Kafka.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from streams.kafka.reader import read_topic
+from streams.settings import Settings
+
+pytestmark = pytest.mark.kafka
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ,
+               KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+               STREAMS_APP_ID=settings.app_id,
+               STREAMS_TOPIC_PREFIX=settings.topic_prefix,
+               STREAMS_DATA_DIR=settings.data_dir,
+               STREAMS_WEB_PORT=str(_free_port()),
+               STREAMS_PROCESSING_GUARANTEE="at_least_once")
+    cwd = Path(__file__).resolve().parent
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "faust", "-A", "counter_app", "worker", "-l", "info"],
+            cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _send(settings: Settings, key: str) -> None:
+    p = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    p.produce(settings.topic("counter-in"), key=key.encode(), value=b"x")
+    assert p.flush(30) == 0
+
+
+def _outputs(settings: Settings, n: int) -> list[str]:
+    msgs = read_topic(settings.bootstrap_servers, settings.topic("counter-out"), expected=n,
+                      timeout=90)
+    return [m.value().decode() for m in msgs]
+
+
+def test_table_recovers_from_changelog(settings: Settings, tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    worker = _start_worker(settings, log)
+    try:
+        _send(settings, "alice")
+        out = _outputs(settings, 1)
+        assert out == ["1"], log.read_text()[-3000:]
+    finally:
+        _stop(worker)
+    time.sleep(1)
+    worker = _start_worker(settings, log)
+    try:
+        _send(settings, "alice")
+        out = _outputs(settings, 2)
+        assert out == ["1", "2"], log.read_text()[-3000:]
+    finally:
+        _stop(worker)
