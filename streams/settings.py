@@ -238,3 +238,7 @@ def markdown_table() -> str:
         used = ", ".join(s.groups).replace("all", "every command")
         rows.append(f"| `{s.env}` | `{s.flag}` | {shown} | {used} | {s.help} |")
     return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,0 +1,61 @@
+"""The settings table: env vars, flags, validation, and the README kept in step."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from streams.settings import SETTINGS, Settings, add_arguments, from_args, markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_field_has_exactly_one_setting() -> None:
+    assert [f.name for f in dataclasses.fields(Settings)] == [s.attr for s in SETTINGS]
+
+
+def test_defaults_match_the_table() -> None:
+    defaults = Settings()
+    for s in SETTINGS:
+        if s.attr != "kafka_home":
+            assert getattr(defaults, s.attr) == s.default, s.env
+
+
+def test_env_then_flags() -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "b:1", "STREAMS_TOPIC_PREFIX": "dev.",
+           "BRIDGE_PORT": "9000", "VOUCHERIFY_WEBHOOK_SECRET": "a, b"}
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, ["bridge"])
+    s = from_args(parser.parse_args(["--bridge-port", "9001"]), env)
+    assert s.bootstrap_servers == "b:1"
+    assert s.bridge_port == 9001
+    assert s.webhook_secret == ("a", "b")
+    assert s.topic("voucherify.customer.deleted") == "dev.voucherify.customer.deleted"
+
+
+def test_secrets_file_adds_to_env_secrets(tmp_path: Path) -> None:
+    f = tmp_path / "secrets"
+    f.write_text("new\n\nold\n")
+    s = Settings.from_env({"VOUCHERIFY_WEBHOOK_SECRET": "old",
+                           "VOUCHERIFY_WEBHOOK_SECRET_FILE": str(f)})
+    assert s.secrets() == ("old", "new")
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"PII_POLICY": "drop"}, "PII_POLICY"),
+    ({"PII_POLICY": "hash"}, "PII_HASH_KEY"),
+    ({"STREAMS_PROCESSING_GUARANTEE": "maybe"}, "STREAMS_PROCESSING_GUARANTEE"),
+    ({"BRIDGE_PORT": "http"}, "BRIDGE_PORT"),
+    ({"STREAMS_STORE": "redis://"}, "STREAMS_STORE"),
+])
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(env)
+
+
+def test_readme_configuration_table_is_current() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert markdown_table() in readme, "regenerate the README table: python -m streams.settings"
