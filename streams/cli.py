@@ -1,4 +1,4 @@
-"""`voucherify-streams`: one CLI for the local Kafka, the bridge, the worker, the demo and replay."""
+"""`voucherify-streams`: the local Kafka, the bridge, the worker, the demo and replay."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ log = logging.getLogger("streams")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voucherify-streams",
-        description="Voucherify customer.deleted webhooks -> Kafka -> loyalty and referral analytics.",
+        description="Voucherify customer.deleted webhooks -> Kafka -> loyalty analytics.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -31,17 +31,24 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run everything locally on generated webhooks")
     demo.add_argument("-n", "--count", type=int, default=2000, help="webhooks to send")
-    demo.add_argument("--duplicates", type=float, default=0.1,
-                      help="share of deliveries that are re-sends of an earlier webhook")
+    demo.add_argument(
+        "--duplicates",
+        type=float,
+        default=0.1,
+        help="share of deliveries that are re-sends of an earlier webhook",
+    )
     demo.add_argument("--concurrency", type=int, default=16, help="parallel HTTP senders")
     demo.add_argument("--stop", action="store_true", help="stop everything at the end")
     demo.add_argument("--seed", type=int, default=None, help="random seed for the generator")
     add_arguments(demo, ["demo", "kafka", "bridge", "worker"])
 
     replay = sub.add_parser("replay", help="publish webhooks from a JSON Lines file (backfill)")
-    replay.add_argument("file", help="JSON Lines of webhook envelopes or {'customer': ...}; - = stdin")
-    replay.add_argument("--allow-rejects", action="store_true",
-                        help="exit 0 even when some lines were rejected")
+    replay.add_argument(
+        "file", help="JSON Lines of webhook envelopes or {'customer': ...}; - = stdin"
+    )
+    replay.add_argument(
+        "--allow-rejects", action="store_true", help="exit 0 even when some lines were rejected"
+    )
     add_arguments(replay, ["replay"])
     return parser
 
@@ -101,8 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from streams.demo import run as run_demo
 
-        return run_demo(settings, count=args.count, duplicates=args.duplicates,
-                        concurrency=args.concurrency, stop=args.stop, seed=args.seed)
+        return run_demo(
+            settings,
+            count=args.count,
+            duplicates=args.duplicates,
+            concurrency=args.concurrency,
+            stop=args.stop,
+            seed=args.seed,
+        )
     if args.command == "replay":
         from streams.replay import run as run_replay
 

@@ -46,74 +46,228 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     # --- Kafka and naming (every component) ---
-    Setting("bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092",
-            "Kafka bootstrap servers, comma-separated."),
-    Setting("topic_prefix", "STREAMS_TOPIC_PREFIX", "",
-            "Prepended to every topic name the project creates or uses."),
-    Setting("app_id", "STREAMS_APP_ID", "voucherify-streams",
-            "Names the Faust app and its consumer groups."),
-    Setting("topic_partitions", "STREAMS_TOPIC_PARTITIONS", 6,
-            "Partitions of topics created at start when missing.", int),
-    Setting("topic_replication", "STREAMS_TOPIC_REPLICATION", 1,
-            "Replication factor of topics created at start.", int),
-    Setting("customer_deleted_topic", "STREAMS_CUSTOMER_DELETED_TOPIC",
-            "voucherify.customer.deleted", "Input topic of customer.deleted events."),
-    Setting("dead_letter_topic", "STREAMS_DEAD_LETTER_TOPIC",
-            "voucherify.webhooks.dead-letter", "Topic of requests the bridge could not accept."),
-    Setting("raw_topic", "STREAMS_RAW_TOPIC", "",
-            "If set, other webhook event types are published here as received (JSON)."),
-    Setting("loyalty_topic", "STREAMS_LOYALTY_TOPIC", "analytics.loyalty-points-lost",
-            "Compacted output: latest loyalty-points-lost totals per key."),
-    Setting("referral_topic", "STREAMS_REFERRAL_TOPIC", "analytics.referral-impact",
-            "Compacted output: latest referral-impact totals per key."),
-    Setting("deletions_topic", "STREAMS_DELETIONS_TOPIC", "analytics.customer-deletions",
-            "Output: one CustomerDeletion fact per counted customer."),
-    Setting("schema_registry_url", "SCHEMA_REGISTRY_URL", "",
-            "If set, encode with the Confluent wire format via this Schema Registry."),
+    Setting(
+        "bootstrap_servers",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "localhost:9092",
+        "Kafka bootstrap servers, comma-separated.",
+    ),
+    Setting(
+        "topic_prefix",
+        "STREAMS_TOPIC_PREFIX",
+        "",
+        "Prepended to every topic name the project creates or uses.",
+    ),
+    Setting(
+        "app_id",
+        "STREAMS_APP_ID",
+        "voucherify-streams",
+        "Names the Faust app and its consumer groups.",
+    ),
+    Setting(
+        "topic_partitions",
+        "STREAMS_TOPIC_PARTITIONS",
+        6,
+        "Partitions of topics created at start when missing.",
+        int,
+    ),
+    Setting(
+        "topic_replication",
+        "STREAMS_TOPIC_REPLICATION",
+        1,
+        "Replication factor of topics created at start.",
+        int,
+    ),
+    Setting(
+        "customer_deleted_topic",
+        "STREAMS_CUSTOMER_DELETED_TOPIC",
+        "voucherify.customer.deleted",
+        "Input topic of customer.deleted events.",
+    ),
+    Setting(
+        "dead_letter_topic",
+        "STREAMS_DEAD_LETTER_TOPIC",
+        "voucherify.webhooks.dead-letter",
+        "Topic of requests the bridge could not accept.",
+    ),
+    Setting(
+        "raw_topic",
+        "STREAMS_RAW_TOPIC",
+        "",
+        "If set, other webhook event types are published here as received (JSON).",
+    ),
+    Setting(
+        "loyalty_topic",
+        "STREAMS_LOYALTY_TOPIC",
+        "analytics.loyalty-points-lost",
+        "Compacted output: latest loyalty-points-lost totals per key.",
+    ),
+    Setting(
+        "referral_topic",
+        "STREAMS_REFERRAL_TOPIC",
+        "analytics.referral-impact",
+        "Compacted output: latest referral-impact totals per key.",
+    ),
+    Setting(
+        "deletions_topic",
+        "STREAMS_DELETIONS_TOPIC",
+        "analytics.customer-deletions",
+        "Output: one CustomerDeletion fact per counted customer.",
+    ),
+    Setting(
+        "schema_registry_url",
+        "SCHEMA_REGISTRY_URL",
+        "",
+        "If set, encode with the Confluent wire format via this Schema Registry.",
+    ),
     Setting("log_level", "STREAMS_LOG_LEVEL", "info", "Log level: debug, info, warning, error."),
     # --- Local Kafka (`voucherify-streams kafka`) ---
-    Setting("kafka_port", "STREAMS_KAFKA_PORT", 9092,
-            "Port of the local broker started by `kafka start`.", int, ("kafka",)),
-    Setting("kafka_controller_port", "STREAMS_KAFKA_CONTROLLER_PORT", 0,
-            "KRaft controller port of the local broker (0: broker port + 1).", int, ("kafka",)),
-    Setting("kafka_home", "STREAMS_KAFKA_HOME",
-            str(Path.home() / ".cache" / "voucherify-streams" / "kafka"),
-            "Where the local broker keeps its jars, data, pid and log.", str, ("kafka",)),
-    Setting("kafka_heap", "STREAMS_KAFKA_HEAP", "1g",
-            "Java heap of the local broker.", str, ("kafka",)),
+    Setting(
+        "kafka_port",
+        "STREAMS_KAFKA_PORT",
+        9092,
+        "Port of the local broker started by `kafka start`.",
+        int,
+        ("kafka",),
+    ),
+    Setting(
+        "kafka_controller_port",
+        "STREAMS_KAFKA_CONTROLLER_PORT",
+        0,
+        "KRaft controller port of the local broker (0: broker port + 1).",
+        int,
+        ("kafka",),
+    ),
+    Setting(
+        "kafka_home",
+        "STREAMS_KAFKA_HOME",
+        str(Path.home() / ".cache" / "voucherify-streams" / "kafka"),
+        "Where the local broker keeps its jars, data, pid and log.",
+        str,
+        ("kafka",),
+    ),
+    Setting(
+        "kafka_heap", "STREAMS_KAFKA_HEAP", "1g", "Java heap of the local broker.", str, ("kafka",)
+    ),
     # --- Bridge ---
     Setting("bridge_host", "BRIDGE_HOST", "0.0.0.0", "Bridge listen address.", str, ("bridge",)),
     Setting("bridge_port", "BRIDGE_PORT", 8080, "Bridge listen port.", int, ("bridge",)),
-    Setting("webhook_secret", "VOUCHERIFY_WEBHOOK_SECRET", (),
-            "Webhook secret(s), comma-separated for rotation.", _csv, ("bridge", "demo"), True),
-    Setting("webhook_secret_file", "VOUCHERIFY_WEBHOOK_SECRET_FILE", "",
-            "File with one webhook secret per line (added to the above).", str, ("bridge",)),
-    Setting("insecure_no_signature", "BRIDGE_INSECURE_NO_SIGNATURE", False,
-            "DEVELOPMENT ONLY: accept unsigned webhooks when no secret is set.", _bool, ("bridge",)),
-    Setting("max_body_bytes", "BRIDGE_MAX_BODY_BYTES", 1024 * 1024,
-            "Largest accepted request body (bytes) before 413.", int, ("bridge",)),
-    Setting("request_deadline_s", "BRIDGE_REQUEST_DEADLINE_S", 5.0,
-            "End-to-end deadline of one webhook, incl. the broker ack (s).", float, ("bridge",)),
-    Setting("retry_after_s", "BRIDGE_RETRY_AFTER_S", 30,
-            "Retry-After sent with 503 (s).", int, ("bridge",)),
-    Setting("pii_policy", "PII_POLICY", "redact",
-            "Personal data before publishing: redact, hash or keep.", str, ("bridge", "replay")),
-    Setting("pii_hash_key", "PII_HASH_KEY", "",
-            "HMAC key for PII_POLICY=hash.", str, ("bridge", "replay"), True),
+    Setting(
+        "webhook_secret",
+        "VOUCHERIFY_WEBHOOK_SECRET",
+        (),
+        "Webhook secret(s), comma-separated for rotation.",
+        _csv,
+        ("bridge", "demo"),
+        True,
+    ),
+    Setting(
+        "webhook_secret_file",
+        "VOUCHERIFY_WEBHOOK_SECRET_FILE",
+        "",
+        "File with one webhook secret per line (added to the above).",
+        str,
+        ("bridge",),
+    ),
+    Setting(
+        "insecure_no_signature",
+        "BRIDGE_INSECURE_NO_SIGNATURE",
+        False,
+        "DEVELOPMENT ONLY: accept unsigned webhooks when no secret is set.",
+        _bool,
+        ("bridge",),
+    ),
+    Setting(
+        "max_body_bytes",
+        "BRIDGE_MAX_BODY_BYTES",
+        1024 * 1024,
+        "Largest accepted request body (bytes) before 413.",
+        int,
+        ("bridge",),
+    ),
+    Setting(
+        "request_deadline_s",
+        "BRIDGE_REQUEST_DEADLINE_S",
+        5.0,
+        "End-to-end deadline of one webhook, incl. the broker ack (s).",
+        float,
+        ("bridge",),
+    ),
+    Setting(
+        "retry_after_s",
+        "BRIDGE_RETRY_AFTER_S",
+        30,
+        "Retry-After sent with 503 (s).",
+        int,
+        ("bridge",),
+    ),
+    Setting(
+        "pii_policy",
+        "PII_POLICY",
+        "redact",
+        "Personal data before publishing: redact, hash or keep.",
+        str,
+        ("bridge", "replay"),
+    ),
+    Setting(
+        "pii_hash_key",
+        "PII_HASH_KEY",
+        "",
+        "HMAC key for PII_POLICY=hash.",
+        str,
+        ("bridge", "replay"),
+        True,
+    ),
     # --- Worker ---
     Setting("web_port", "STREAMS_WEB_PORT", 6066, "Faust worker web port.", int, ("worker",)),
-    Setting("web_host", "STREAMS_WEB_HOST", "0.0.0.0", "Faust worker web bind address.", str,
-            ("worker",)),
-    Setting("store", "STREAMS_STORE", "rocksdb://",
-            "Table store: rocksdb:// or memory://.", str, ("worker",)),
-    Setting("processing_guarantee", "STREAMS_PROCESSING_GUARANTEE", "exactly_once",
-            "exactly_once or at_least_once.", str, ("worker",)),
-    Setting("data_dir", "STREAMS_DATA_DIR", "./.streams-data",
-            "Faust data directory (RocksDB tables).", str, ("worker",)),
-    Setting("day_retention_days", "STREAMS_DAY_RETENTION_DAYS", 400,
-            "How long the per-day window is kept (days).", int, ("worker",)),
-    Setting("standby_replicas", "STREAMS_STANDBY_REPLICAS", 1,
-            "Faust table standby replicas.", int, ("worker",)),
+    Setting(
+        "web_host",
+        "STREAMS_WEB_HOST",
+        "0.0.0.0",
+        "Faust worker web bind address.",
+        str,
+        ("worker",),
+    ),
+    Setting(
+        "store",
+        "STREAMS_STORE",
+        "rocksdb://",
+        "Table store: rocksdb:// or memory://.",
+        str,
+        ("worker",),
+    ),
+    Setting(
+        "processing_guarantee",
+        "STREAMS_PROCESSING_GUARANTEE",
+        "exactly_once",
+        "exactly_once or at_least_once.",
+        str,
+        ("worker",),
+    ),
+    Setting(
+        "data_dir",
+        "STREAMS_DATA_DIR",
+        "./.streams-data",
+        "Faust data directory (RocksDB tables).",
+        str,
+        ("worker",),
+    ),
+    Setting(
+        "day_retention_days",
+        "STREAMS_DAY_RETENTION_DAYS",
+        400,
+        "How long the per-day window is kept (days).",
+        int,
+        ("worker",),
+    ),
+    Setting(
+        "standby_replicas",
+        "STREAMS_STANDBY_REPLICAS",
+        1,
+        "Faust table standby replicas.",
+        int,
+        ("worker",),
+    ),
 )
 
 _BY_ATTR = {s.attr: s for s in SETTINGS}
@@ -202,6 +356,18 @@ class Settings:
             found.extend(line.strip() for line in text.splitlines() if line.strip())
         return tuple(dict.fromkeys(found))
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as env vars, for child processes (the demo, tests, benchmarks)."""
+        out = {}
+        for s in SETTINGS:
+            value = getattr(self, s.attr)
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            out[s.env] = str(value)
+        return out
+
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes).validated()
 
@@ -213,11 +379,23 @@ def add_arguments(parser: argparse.ArgumentParser, groups: Iterable[str]) -> Non
         if not wanted.intersection(s.groups):
             continue
         if s.parse is _bool:
-            parser.add_argument(s.flag, dest=s.attr, action="store_const", const=True,
-                                default=None, help=f"{s.help} [env {s.env}]")
+            parser.add_argument(
+                s.flag,
+                dest=s.attr,
+                action="store_const",
+                const=True,
+                default=None,
+                help=f"{s.help} [env {s.env}]",
+            )
         else:
-            parser.add_argument(s.flag, dest=s.attr, type=s.parse, default=None,
-                                metavar=s.env, help=f"{s.help} [env {s.env}]")
+            parser.add_argument(
+                s.flag,
+                dest=s.attr,
+                type=s.parse,
+                default=None,
+                metavar=s.env,
+                help=f"{s.help} [env {s.env}]",
+            )
 
 
 def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:

@@ -25,8 +25,12 @@ def test_defaults_match_the_table() -> None:
 
 
 def test_env_then_flags() -> None:
-    env = {"KAFKA_BOOTSTRAP_SERVERS": "b:1", "STREAMS_TOPIC_PREFIX": "dev.",
-           "BRIDGE_PORT": "9000", "VOUCHERIFY_WEBHOOK_SECRET": "a, b"}
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "b:1",
+        "STREAMS_TOPIC_PREFIX": "dev.",
+        "BRIDGE_PORT": "9000",
+        "VOUCHERIFY_WEBHOOK_SECRET": "a, b",
+    }
     parser = argparse.ArgumentParser()
     add_arguments(parser, ["bridge"])
     s = from_args(parser.parse_args(["--bridge-port", "9001"]), env)
@@ -39,18 +43,22 @@ def test_env_then_flags() -> None:
 def test_secrets_file_adds_to_env_secrets(tmp_path: Path) -> None:
     f = tmp_path / "secrets"
     f.write_text("new\n\nold\n")
-    s = Settings.from_env({"VOUCHERIFY_WEBHOOK_SECRET": "old",
-                           "VOUCHERIFY_WEBHOOK_SECRET_FILE": str(f)})
+    s = Settings.from_env(
+        {"VOUCHERIFY_WEBHOOK_SECRET": "old", "VOUCHERIFY_WEBHOOK_SECRET_FILE": str(f)}
+    )
     assert s.secrets() == ("old", "new")
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"PII_POLICY": "drop"}, "PII_POLICY"),
-    ({"PII_POLICY": "hash"}, "PII_HASH_KEY"),
-    ({"STREAMS_PROCESSING_GUARANTEE": "maybe"}, "STREAMS_PROCESSING_GUARANTEE"),
-    ({"BRIDGE_PORT": "http"}, "BRIDGE_PORT"),
-    ({"STREAMS_STORE": "redis://"}, "STREAMS_STORE"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PII_POLICY": "drop"}, "PII_POLICY"),
+        ({"PII_POLICY": "hash"}, "PII_HASH_KEY"),
+        ({"STREAMS_PROCESSING_GUARANTEE": "maybe"}, "STREAMS_PROCESSING_GUARANTEE"),
+        ({"BRIDGE_PORT": "http"}, "BRIDGE_PORT"),
+        ({"STREAMS_STORE": "redis://"}, "STREAMS_STORE"),
+    ],
+)
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Settings.from_env(env)
@@ -59,3 +67,14 @@ def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None
 def test_readme_configuration_table_is_current() -> None:
     readme = (ROOT / "README.md").read_text()
     assert markdown_table() in readme, "regenerate the README table: python -m streams.settings"
+
+
+def test_to_env_round_trips() -> None:
+    s = Settings.from_env(
+        {},
+        topic_prefix="x.",
+        webhook_secret=("a", "b"),
+        insecure_no_signature=True,
+        request_deadline_s=2.5,
+    )
+    assert Settings.from_env(s.to_env()) == s

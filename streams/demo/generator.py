@@ -21,8 +21,12 @@ LOYALTY_CAMPAIGNS: dict[str, list[str]] = {
 REFERRAL_CAMPAIGNS = ["camp_refer_a_friend", "camp_spring_referrals", "camp_ambassadors"]
 FIRST = ["Ada", "Lionel", "Maria", "Kenji", "Zoë", "Olu", "Priya", "Jan", "Chloé", "Mateo"]
 LAST = ["Johnson", "Nowak", "Silva", "Tanaka", "Okafor", "Müller", "Rossi", "Kowalski"]
-CITIES = [("Nottingham", "England", "United Kingdom"), ("Kraków", None, "Poland"),
-          ("Lyon", None, "France"), ("Austin", "TX", "United States")]
+CITIES = [
+    ("Nottingham", "England", "United Kingdom"),
+    ("Kraków", None, "Poland"),
+    ("Lyon", None, "France"),
+    ("Austin", "TX", "United States"),
+]
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,9 @@ def _iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
-def customer(rng: random.Random, n: int, deleted_at: datetime, referrers: list[str]) -> dict[str, Any]:
+def customer(
+    rng: random.Random, n: int, deleted_at: datetime, referrers: list[str]
+) -> dict[str, Any]:
     cid = f"cust_demo{n:08d}{rng.randrange(16**6):06x}"
     first, last = rng.choice(FIRST), rng.choice(LAST)
     created = deleted_at - timedelta(days=rng.randint(1, 900))
@@ -59,13 +65,15 @@ def customer(rng: random.Random, n: int, deleted_at: datetime, referrers: list[s
     ref_campaigns: list[Any] = []
     if rng.random() < 0.3:
         for camp in rng.sample(REFERRAL_CAMPAIGNS, rng.randint(1, 2)):
-            ref_campaigns.append({
-                "campaign_id": camp,
-                "referrer_id": rng.choice(referrers),
-                "related_object_id": f"r_{rng.randrange(16**10):010x}",
-                "related_object_type": "redemption",
-                "date": _iso(created + timedelta(hours=1)),
-            })
+            ref_campaigns.append(
+                {
+                    "campaign_id": camp,
+                    "referrer_id": rng.choice(referrers),
+                    "related_object_id": f"r_{rng.randrange(16**10):010x}",
+                    "related_object_type": "redemption",
+                    "date": _iso(created + timedelta(hours=1)),
+                }
+            )
     city, state, country = rng.choice(CITIES)
     orders = rng.randint(0, 40)
     amount = orders * rng.randint(500, 20000)
@@ -78,23 +86,39 @@ def customer(rng: random.Random, n: int, deleted_at: datetime, referrers: list[s
         "birthdate": f"19{rng.randint(50, 99)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
         "description": None,
         "object": "customer",
-        "address": {"city": city, "state": state, "line_1": f"{rng.randint(1, 200)} High Street",
-                    "country": country, "postal_code": f"NG{rng.randint(1, 9)} 1AA"},
+        "address": {
+            "city": city,
+            "state": state,
+            "line_1": f"{rng.randint(1, 200)} High Street",
+            "country": country,
+            "postal_code": f"NG{rng.randint(1, 9)} 1AA",
+        },
         "metadata": {"segment": rng.choice(["vip", "regular", "new"]), "tags": ["demo"]},
         "system_metadata": {},
-        "loyalty": {"points": sum(e["points"] for e in campaigns.values()),
-                    "referred_customers": referred, "campaigns": campaigns},
+        "loyalty": {
+            "points": sum(e["points"] for e in campaigns.values()),
+            "referred_customers": referred,
+            "campaigns": campaigns,
+        },
         "referrals": {"total": len(ref_campaigns), "campaigns": ref_campaigns},
         "summary": {
-            "orders": {"total_amount": amount, "total_count": orders,
-                       "average_amount": amount // orders if orders else 0,
-                       "last_order_amount": rng.randint(500, 20000) if orders else 0,
-                       "last_order_date": _iso(deleted_at - timedelta(days=3)) if orders else None},
-            "redemptions": {"total_redeemed": orders // 2, "total_failed": 0,
-                            "total_succeeded": orders // 2, "total_rolled_back": 0,
-                            "total_rollback_failed": 0, "total_rollback_succeeded": 0,
-                            "gift": {"redeemed_amount": 0, "amount_to_go": 0},
-                            "loyalty_card": {"redeemed_points": 0, "points_to_go": 0}},
+            "orders": {
+                "total_amount": amount,
+                "total_count": orders,
+                "average_amount": amount // orders if orders else 0,
+                "last_order_amount": rng.randint(500, 20000) if orders else 0,
+                "last_order_date": _iso(deleted_at - timedelta(days=3)) if orders else None,
+            },
+            "redemptions": {
+                "total_redeemed": orders // 2,
+                "total_failed": 0,
+                "total_succeeded": orders // 2,
+                "total_rolled_back": 0,
+                "total_rollback_failed": 0,
+                "total_rollback_succeeded": 0,
+                "gift": {"redeemed_amount": 0, "amount_to_go": 0},
+                "loyalty_card": {"redeemed_points": 0, "points_to_go": 0},
+            },
         },
         "created_at": _iso(created),
         "updated_at": _iso(deleted_at),
@@ -108,22 +132,28 @@ def envelope(rng: random.Random, cust: dict[str, Any], deleted_at: datetime) -> 
         "created_at": _iso(deleted_at + timedelta(milliseconds=15)),
         "type": "customer.deleted",
         "data": {"customer": cust},
-        "source": {"id": "wh_demo", "object": "webhook",
-                   "target_url": "http://localhost:8080/webhooks/voucherify"},
+        "source": {
+            "id": "wh_demo",
+            "object": "webhook",
+            "target_url": "http://localhost:8080/webhooks/voucherify",
+        },
         "event": {
             "id": f"evcus_{rng.randrange(16**18):018x}",
             "type": "customer.deleted",
             "created_at": _iso(deleted_at + timedelta(milliseconds=5)),
             "entity_id": cust["id"],
             "group_id": f"v-{rng.randrange(16**18):018x}",
-            "event_source": {"channel": rng.choice(["API", "USER_PORTAL"]),
-                             "api_key": {"name": "backend", "app_id": "app-demo"}},
+            "event_source": {
+                "channel": rng.choice(["API", "USER_PORTAL"]),
+                "api_key": {"name": "backend", "app_id": "app-demo"},
+            },
         },
     }
 
 
-def webhooks(count: int, duplicates: float = 0.1, seed: int | None = None,
-             start: datetime | None = None) -> Iterator[Webhook]:
+def webhooks(
+    count: int, duplicates: float = 0.1, seed: int | None = None, start: datetime | None = None
+) -> Iterator[Webhook]:
     """`count` deliveries; about `duplicates` of them re-send an earlier customer's deletion
     (with a new sendout id, as Voucherify's manual re-sends do)."""
     rng = random.Random(seed)

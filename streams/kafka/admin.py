@@ -26,8 +26,12 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 3
     admin = admin_client(bootstrap)
     existing = set(admin.list_topics(timeout=timeout).topics)
     new = [
-        NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication,
-                 config=dict(s.config))
+        NewTopic(
+            s.name,
+            num_partitions=s.partitions,
+            replication_factor=s.replication,
+            config=dict(s.config),
+        )
         for s in specs
         if s.name not in existing
     ]

@@ -54,8 +54,9 @@ def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
         socket.create_connection((host or "localhost", int(port)), timeout=timeout).close()
     except (OSError, ValueError):
         return False
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
-                         "socket.timeout.ms": int(timeout * 1000)})
+    admin = AdminClient(
+        {"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": int(timeout * 1000)}
+    )
     try:
         meta = admin.list_topics(timeout=timeout)
     except Exception:
@@ -74,8 +75,12 @@ class LocalKafka:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalKafka:
-        return cls(settings.kafka_port, settings.controller_port, Path(settings.kafka_home),
-                   settings.kafka_heap)
+        return cls(
+            settings.kafka_port,
+            settings.controller_port,
+            Path(settings.kafka_home),
+            settings.kafka_heap,
+        )
 
     @property
     def bootstrap(self) -> str:
@@ -109,12 +114,22 @@ class LocalKafka:
         tmp = self.jars.with_name(self.jars.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        cmd = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-               f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"]
+        cmd = [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={tmp}",
+            "-DincludeScope=runtime",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise KafkaError(f"Maven could not fetch Kafka {kafka_version()}:\n"
-                             f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            raise KafkaError(
+                f"Maven could not fetch Kafka {kafka_version()}:\n"
+                f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+            )
         shutil.rmtree(self.jars, ignore_errors=True)
         tmp.rename(self.jars)
         done.touch()
@@ -144,13 +159,17 @@ class LocalKafka:
         """Start the broker; False when it was already running. Waits until it answers."""
         if self.pid() is not None:
             if not broker_answers(self.bootstrap, timeout=timeout):
-                raise KafkaError(f"broker pid {self.pid()} is running but does not answer on "
-                                 f"port {self.port}; see {self.log_file}")
+                raise KafkaError(
+                    f"broker pid {self.pid()} is running but does not answer on "
+                    f"port {self.port}; see {self.log_file}"
+                )
             return False
         for port in (self.port, self.controller_port):
             if port_in_use(port):
-                raise KafkaError(f"port {port} is already in use by another process; choose "
-                                 "another with --kafka-port / STREAMS_KAFKA_PORT")
+                raise KafkaError(
+                    f"port {port} is already in use by another process; choose "
+                    "another with --kafka-port / STREAMS_KAFKA_PORT"
+                )
         jars = self.fetch_jars()
         java = _java()
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -161,26 +180,54 @@ class LocalKafka:
         if not (data / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run(
-                [java, "-cp", classpath, f"-Dlog4j2.configurationFile={LOG4J}",
-                 f"-Dkafka.logs.file={self.state_dir / 'format.log'}",
-                 "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-                capture_output=True, text=True)
+                [
+                    java,
+                    "-cp",
+                    classpath,
+                    f"-Dlog4j2.configurationFile={LOG4J}",
+                    f"-Dkafka.logs.file={self.state_dir / 'format.log'}",
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(props),
+                ],
+                capture_output=True,
+                text=True,
+            )
             if fmt.returncode != 0:
                 raise KafkaError(f"formatting the KRaft log dir failed:\n{fmt.stdout}{fmt.stderr}")
-        cmd = [java, f"-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC",
-               "-Djava.awt.headless=true",
-               f"-Dlog4j2.configurationFile={LOG4J}", f"-Dkafka.logs.file={self.log_file}",
-               "-cp", classpath, "kafka.Kafka", str(props)]
+        cmd = [
+            java,
+            "-Xms256m",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J}",
+            f"-Dkafka.logs.file={self.log_file}",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(props),
+        ]
         with open(self.state_dir / "kafka.out", "ab") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.pid_file.write_text(str(proc.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
-                raise KafkaError(f"the broker exited with code {proc.returncode}; "
-                                 f"see {self.log_file} and {self.state_dir / 'kafka.out'}")
+                raise KafkaError(
+                    f"the broker exited with code {proc.returncode}; "
+                    f"see {self.log_file} and {self.state_dir / 'kafka.out'}"
+                )
             if broker_answers(self.bootstrap, timeout=1.0):
                 return True
             time.sleep(0.3)
@@ -219,32 +266,34 @@ class LocalKafka:
         shutil.rmtree(self.state_dir / "data", ignore_errors=True)
 
     def _properties(self, data: Path) -> str:
-        return "\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            f"log.dirs={data}",
-            "num.partitions=1",
-            "auto.create.topics.enable=true",
-            # Single node: internal topics cannot have more replicas than brokers.
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=6",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "transaction.state.log.num.partitions=6",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "log.retention.hours=168",
-            "log.segment.bytes=104857600",
-            "log.cleaner.dedupe.buffer.size=16777216",
-            "",
-        ])
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={data}",
+                "num.partitions=1",
+                "auto.create.topics.enable=true",
+                # Single node: internal topics cannot have more replicas than brokers.
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=6",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "transaction.state.log.num.partitions=6",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "log.retention.hours=168",
+                "log.segment.bytes=104857600",
+                "log.cleaner.dedupe.buffer.size=16777216",
+                "",
+            ]
+        )
 
 
 def _java() -> str:

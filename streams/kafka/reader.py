@@ -9,21 +9,28 @@ import uuid
 from confluent_kafka import Consumer, Message
 
 
-def read_topic(bootstrap: str, topic: str, expected: int | None = None,
-               timeout: float = 30.0, idle: float = 3.0) -> list[Message]:
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    expected: int | None = None,
+    timeout: float = 30.0,
+    idle: float = 3.0,
+) -> list[Message]:
     """Messages of `topic` from the beginning (read_committed).
 
     Stops when `expected` messages arrived; else when nothing new came for `idle` seconds
     after the first message; in any case after `timeout` seconds.
     """
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"reader-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "isolation.level": "read_committed",
-        "log_level": 3,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "log_level": 3,
+        }
+    )
     consumer.subscribe([topic])
     out: list[Message] = []
     deadline = time.monotonic() + timeout

@@ -38,6 +38,9 @@ def test_compose_file_shape() -> None:
 
 @pytest.mark.skipif(not _compose_plugin(), reason="no `docker compose` plugin on this machine")
 def test_docker_compose_config_accepts_it() -> None:
-    proc = subprocess.run(["docker", "compose", "-f", str(ROOT / "compose.yaml"), "config", "-q"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["docker", "compose", "-f", str(ROOT / "compose.yaml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr

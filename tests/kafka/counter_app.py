@@ -22,10 +22,22 @@ app = faust.App(
     processing_guarantee=settings.processing_guarantee,
     table_standby_replicas=1,
 )
-inputs = app.topic(settings.topic("counter-in"), key_type=str, value_type=str, partitions=1,
-                    key_serializer="raw", value_serializer="raw")
-outputs = app.topic(settings.topic("counter-out"), key_type=str, value_type=str, partitions=1,
-                    key_serializer="raw", value_serializer="raw")
+inputs = app.topic(
+    settings.topic("counter-in"),
+    key_type=str,
+    value_type=str,
+    partitions=1,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+outputs = app.topic(
+    settings.topic("counter-out"),
+    key_type=str,
+    value_type=str,
+    partitions=1,
+    key_serializer="raw",
+    value_serializer="raw",
+)
 counts = app.Table("counts", default=int, partitions=1)
 
 

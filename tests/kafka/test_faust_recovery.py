@@ -29,18 +29,24 @@ def _free_port() -> int:
 
 
 def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ,
-               KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
-               STREAMS_APP_ID=settings.app_id,
-               STREAMS_TOPIC_PREFIX=settings.topic_prefix,
-               STREAMS_DATA_DIR=settings.data_dir,
-               STREAMS_WEB_PORT=str(_free_port()),
-               STREAMS_PROCESSING_GUARANTEE="at_least_once")
+    env = dict(
+        os.environ,
+        KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+        STREAMS_APP_ID=settings.app_id,
+        STREAMS_TOPIC_PREFIX=settings.topic_prefix,
+        STREAMS_DATA_DIR=settings.data_dir,
+        STREAMS_WEB_PORT=str(_free_port()),
+        STREAMS_PROCESSING_GUARANTEE="at_least_once",
+    )
     cwd = Path(__file__).resolve().parent
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "faust", "-A", "counter_app", "worker", "-l", "info"],
-            cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -59,9 +65,10 @@ def _send(settings: Settings, key: str) -> None:
 
 
 def _outputs(settings: Settings, n: int) -> list[str]:
-    msgs = read_topic(settings.bootstrap_servers, settings.topic("counter-out"), expected=n,
-                      timeout=90)
-    return [m.value().decode() for m in msgs]
+    msgs = read_topic(
+        settings.bootstrap_servers, settings.topic("counter-out"), expected=n, timeout=90
+    )
+    return [(m.value() or b"").decode() for m in msgs]
 
 
 def test_table_recovers_from_changelog(settings: Settings, tmp_path: Path) -> None:

@@ -1,0 +1,313 @@
+"""`voucherify-streams demo`: the local Kafka, the worker and the bridge, fed generated webhooks.
+
+Everything it starts is a separate process (the same commands an operator runs); it reuses
+whatever already answers. At the end it prints the analytics from the worker's web views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streams.demo.generator import Webhook, sign, webhooks
+from streams.kafka.local import KafkaError, LocalKafka, broker_answers
+from streams.progress import Progress
+from streams.settings import Settings
+
+SIGNATURE_HEADER = "x-voucherify-signature"
+
+
+@dataclass
+class Started:
+    """What this demo run started (and so what `--stop` stops)."""
+
+    kafka: LocalKafka | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+
+def http_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(200 <= resp.status < 300)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _local(host: str) -> str:
+    return "127.0.0.1" if host in {"0.0.0.0", "", "::"} else host
+
+
+def spawn(name: str, argv: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / f"{name}.log", "ab") as out:
+        return subprocess.Popen(
+            argv,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def wait_until(
+    what: str,
+    check: Any,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}; see {log}")
+        time.sleep(0.3)
+    raise RuntimeError(f"{what} not ready after {timeout:.0f}s; see {log}")
+
+
+def ensure_kafka(settings: Settings, started: Started) -> None:
+    if broker_answers(settings.bootstrap_servers):
+        print(f"Kafka: reusing {settings.bootstrap_servers}")
+        return
+    host, _, port = settings.bootstrap_servers.split(",")[0].rpartition(":")
+    if host not in {"localhost", "127.0.0.1"}:
+        raise KafkaError(f"Kafka at {settings.bootstrap_servers} does not answer")
+    broker = LocalKafka.from_settings(settings.with_(kafka_port=int(port)))
+    print(f"Kafka: starting a local broker on {broker.bootstrap} (log {broker.log_file}) ...")
+    broker.start()
+    started.kafka = broker
+
+
+def ensure_worker(settings: Settings, started: Started, logs: Path) -> str:
+    base = f"http://{_local(settings.web_host)}:{settings.web_port}"
+    if answers(f"{base}/analytics/loyalty"):
+        print(f"Worker: reusing {base}")
+        return base
+    print(f"Worker: starting (log {logs / 'worker.log'}) ...")
+    proc = spawn("worker", [sys.executable, "-m", "streams", "worker"], settings.to_env(), logs)
+    started.processes["worker"] = proc
+    wait_until(
+        "the worker", lambda: answers(f"{base}/analytics/loyalty"), 180, proc, logs / "worker.log"
+    )
+    return base
+
+
+def ensure_bridge(settings: Settings, started: Started, logs: Path) -> str:
+    base = f"http://{_local(settings.bridge_host)}:{settings.bridge_port}"
+    if answers(f"{base}/healthz"):
+        print(f"Bridge: reusing {base}")
+        return base
+    print(f"Bridge: starting (log {logs / 'bridge.log'}) ...")
+    proc = spawn("bridge", [sys.executable, "-m", "streams", "bridge"], settings.to_env(), logs)
+    started.processes["bridge"] = proc
+    wait_until("the bridge", lambda: answers(f"{base}/readyz"), 60, proc, logs / "bridge.log")
+    return base
+
+
+async def send_all(
+    url: str, hooks: list[Webhook], secret: str, concurrency: int, retries: int = 20
+) -> dict[int, int]:
+    """POST every webhook; 503s are retried as Voucherify would (sooner, for the demo)."""
+    import aiohttp
+
+    statuses: dict[int, int] = {}
+    bar = Progress(len(hooks), "sending webhooks", enabled=True)
+    queue: asyncio.Queue[Webhook] = asyncio.Queue()
+    for hook in hooks:
+        queue.put_nowait(hook)
+
+    async def sender(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            hook = queue.get_nowait()
+            headers = {
+                "content-type": "application/json",
+                SIGNATURE_HEADER: sign(hook.body, secret),
+            }
+            status = 0
+            for attempt in range(retries):
+                try:
+                    async with session.post(url, data=hook.body, headers=headers) as resp:
+                        status = resp.status
+                        await resp.read()
+                except aiohttp.ClientError:
+                    status = 0
+                if status != 503 and status != 0:
+                    break
+                await asyncio.sleep(min(0.2 * 2**attempt, 5))
+            statuses[status] = statuses.get(status, 0) + 1
+            bar.advance()
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await asyncio.gather(*(sender(session) for _ in range(concurrency)))
+    bar.close()
+    return statuses
+
+
+def total_customers(worker: str) -> int:
+    try:
+        loyalty = http_json(f"{worker}/analytics/loyalty")
+    except (OSError, ValueError):
+        return -1
+    return int(loyalty.get("total", {}).get("all", {}).get("customers", 0))
+
+
+def table(
+    title: str,
+    rows: dict[str, dict[str, int]],
+    columns: Iterable[str],
+    limit: int = 12,
+    sort_by: str | None = None,
+) -> str:
+    cols = list(columns)
+    items = list(rows.items())
+    if sort_by:
+        items.sort(key=lambda kv: (-kv[1].get(sort_by, 0), kv[0]))
+    else:
+        items.sort()
+    shown = items[:limit]
+    head = ["key", *cols]
+    body = [[k, *(f"{v.get(c, 0):,}" for c in cols)] for k, v in shown]
+    widths = [max(len(str(r[i])) for r in [head, *body]) for i in range(len(head))]
+    lines = [
+        title,
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(head, widths, strict=True))
+        ),
+    ]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in body:
+        lines.append(
+            "  ".join(
+                str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+    if len(items) > limit:
+        lines.append(f"... and {len(items) - limit} more")
+    return "\n".join(lines)
+
+
+def report(worker: str) -> str:
+    loyalty = http_json(f"{worker}/analytics/loyalty")
+    referrals = http_json(f"{worker}/analytics/referrals")
+    lp = ["points_lost", "customers", "customers_with_points"]
+    ri = ["referees_lost", "advocates_lost", "referred_customers_orphaned"]
+    parts = [
+        "== Loyalty points lost ==",
+        table("total", loyalty.get("total", {}), lp),
+        table("by campaign", loyalty.get("campaign", {}), lp[:2], sort_by="points_lost"),
+        table("by tier", loyalty.get("tier", {}), lp[:2], sort_by="points_lost"),
+        table("by day (latest)", dict(sorted(loyalty.get("day", {}).items())[-10:]), lp[:2]),
+        "",
+        "== Referral impact ==",
+        table("advocates", referrals.get("advocates", {}), ri[1:]),
+        table(
+            "by advocate campaign",
+            referrals.get("advocate_campaign", {}),
+            ri[1:],
+            sort_by="referred_customers_orphaned",
+        ),
+        table(
+            "by referral campaign",
+            referrals.get("referral_campaign", {}),
+            ri[:1],
+            sort_by="referees_lost",
+        ),
+        table(
+            "by referrer (top)",
+            referrals.get("referrer", {}),
+            ri[:1],
+            limit=8,
+            sort_by="referees_lost",
+        ),
+    ]
+    return "\n\n".join(parts)
+
+
+def stop_all(started: Started) -> None:
+    for name, proc in started.processes.items():
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        print(f"stopped the {name}")
+    if started.kafka is not None:
+        started.kafka.stop()
+        print("stopped Kafka")
+
+
+def run(
+    settings: Settings,
+    count: int = 2000,
+    duplicates: float = 0.1,
+    concurrency: int = 16,
+    stop: bool = False,
+    seed: int | None = None,
+) -> int:
+    secret_list = settings.secrets()
+    if not secret_list:
+        secret_list = (f"demo-{secrets.token_hex(16)}",)
+        settings = settings.with_(webhook_secret=secret_list)
+    logs = Path(settings.data_dir) / "logs"
+    started = Started()
+    try:
+        ensure_kafka(settings, started)
+        worker = ensure_worker(settings, started, logs)
+        bridge = ensure_bridge(settings, started, logs)
+        before = total_customers(worker)
+        hooks = list(webhooks(count, duplicates, seed))
+        distinct = len({h.customer_id for h in hooks})
+        print(
+            f"Generated {count} signed customer.deleted webhooks: {distinct} customers, "
+            f"{count - distinct} duplicate deliveries"
+        )
+        statuses = asyncio.run(
+            send_all(f"{bridge}/webhooks/voucherify", hooks, secret_list[0], concurrency)
+        )
+        print("bridge answers: " + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())))
+        target = max(before, 0) + distinct
+        print(f"waiting for the analytics to count {distinct} new customers ...")
+        wait_until("the analytics", lambda: total_customers(worker) >= target, 300)
+        print()
+        print(report(worker))
+        print()
+        if statuses.get(200, 0) + statuses.get(202, 0) != count:
+            print("warning: not every webhook was accepted (see the bridge log)", file=sys.stderr)
+    except (KafkaError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        stop_all(started)
+        return 1
+    if stop:
+        stop_all(started)
+        return 0
+    print("Still running:")
+    print(f"  bridge     {bridge}/webhooks/voucherify   ({bridge}/metrics, {bridge}/readyz)")
+    print(f"  analytics  {worker}/analytics/loyalty   {worker}/analytics/referrals")
+    print(f"  Kafka      {settings.bootstrap_servers}")
+    pids = " ".join(str(p.pid) for p in started.processes.values())
+    if pids:
+        print(f"Stop with: kill {pids}; voucherify-streams kafka stop   (logs in {logs})")
+    return 0
