@@ -1,0 +1,71 @@
+"""Micro-benchmark of the Avro codec on the example customer.deleted event (not a test).
+
+Prints the median µs per operation over several repetitions, beside json.dumps/json.loads of
+the same payload, and the ratios. Run: `python bench/codec_bench.py [--repeat 7] [--number N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import timeit
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from streams.models import parse_webhook
+from streams.models.serializers.avro import AvroCodec
+
+EXAMPLE = (
+    Path(__file__).resolve().parents[2] / "shared" / "examples" / "customer-deleted.webhook.json"
+)
+
+
+def median_us(fn: Callable[[], Any], number: int, repeat: int) -> float:
+    runs = timeit.repeat(fn, number=number, repeat=repeat)
+    return statistics.median(runs) / number * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--example", type=Path, default=EXAMPLE)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--number", type=int, default=5000)
+    args = parser.parse_args()
+
+    body = args.example.read_bytes()
+    payload = json.loads(body)
+    text = json.dumps(payload)
+    codec = AvroCodec()
+    datum = parse_webhook(payload)
+    data = codec.encode("CustomerDeleted", datum)
+    assert codec.decode(data) == ("CustomerDeleted", datum)
+
+    rows = {
+        "json.loads": median_us(lambda: json.loads(text), args.number, args.repeat),
+        "json.dumps": median_us(lambda: json.dumps(payload), args.number, args.repeat),
+        "parse_webhook": median_us(lambda: parse_webhook(payload), args.number, args.repeat),
+        "avro encode": median_us(
+            lambda: codec.encode("CustomerDeleted", datum), args.number, args.repeat
+        ),
+        "avro decode": median_us(lambda: codec.decode(data), args.number, args.repeat),
+        "bridge path": median_us(
+            lambda: codec.encode("CustomerDeleted", parse_webhook(json.loads(body))),
+            args.number,
+            args.repeat,
+        ),
+    }
+    print(f"example: {len(text)} bytes JSON, {len(data)} bytes Avro (single-object framing)")
+    print(f"median of {args.repeat} x {args.number} runs")
+    for name, us in rows.items():
+        print(f"  {name:<14} {us:8.2f} µs")
+    print(f"  encode / json.dumps   {rows['avro encode'] / rows['json.dumps']:6.2f}x")
+    print(f"  decode / json.loads   {rows['avro decode'] / rows['json.loads']:6.2f}x")
+    print(
+        f"  bridge path (json.loads + parse_webhook + encode): {1e6 / rows['bridge path']:,.0f}/s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,478 @@
+"""The one Avro codec: datum <-> framed bytes, for the bridge, agents, replay, tests and benchmarks.
+
+Framing on encode:
+- default: Avro single-object encoding (`C3 01`, 8-byte little-endian CRC-64-AVRO fingerprint of
+  the writer schema's Parsing Canonical Form, body);
+- with a Schema Registry URL: the Confluent wire format (`00`, 4-byte big-endian schema id, body),
+  the schema registered under the subject `<topic>-value`.
+
+`decode` accepts both framings on one topic. A single-object message names its writer schema by
+fingerprint among every schema under `avro/` (current and `avro/history/`); a Confluent one by
+registry id. Either way the datum is resolved to the current (reader) schema of the same name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, cast
+
+import fastavro
+from fastavro.schema import to_parsing_canonical_form
+
+from streams.models.errors import DecodeError, ValidationError
+from streams.models.serializers.writer import Unsupported, Writer, compile_writer
+from streams.settings import Settings
+
+__all__ = [
+    "CONFLUENT_MAGIC",
+    "SCHEMA_DIR",
+    "SINGLE_OBJECT_MAGIC",
+    "AvroCodec",
+    "crc64_avro",
+    "get_codec",
+    "load_schema_file",
+]
+
+SCHEMA_DIR: Path = Path(__file__).resolve().parents[3] / "avro"
+NAMESPACE = "io.voucherify.streams"
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+
+_SOE_HEADER_LEN = 10
+_CONFLUENT_HEADER_LEN = 5
+
+# CRC-64-AVRO (Rabin), exactly as the Avro specification gives it.
+_CRC64_EMPTY = 0xC15D213AA4D7A795
+_CRC64_TABLE: tuple[int, ...] = ()
+
+
+def _crc64_table() -> tuple[int, ...]:
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (_CRC64_EMPTY & -(fp & 1))
+        table.append(fp)
+    return tuple(table)
+
+
+_CRC64_TABLE = _crc64_table()
+
+
+def crc64_avro(data: bytes) -> int:
+    """The 64-bit Rabin fingerprint of `data` (the Avro spec's CRC-64-AVRO)."""
+    fp = _CRC64_EMPTY
+    table = _CRC64_TABLE
+    for byte in data:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp
+
+
+@dataclass(frozen=True, slots=True)
+class _Schema:
+    """One schema version: parsed once, with its fingerprint and registry text."""
+
+    name: str  # short name, e.g. "CustomerDeleted"
+    fullname: str
+    parsed: dict[str, Any]
+    text: str  # compact JSON with logical types and defaults: what a registry stores
+    fingerprint: bytes  # 8 bytes, little-endian
+    source: str  # file or registry id, for messages
+
+
+def _short(fullname: str) -> str:
+    return fullname.rsplit(".", 1)[-1]
+
+
+def _make_schema(raw: dict[str, Any], source: str) -> _Schema:
+    if raw.get("type") != "record" or not isinstance(raw.get("name"), str):
+        raise ValueError(f"{source}: top-level schema must be a named record")
+    name = raw["name"]
+    namespace = raw.get("namespace")
+    fullname = name if "." in name or not namespace else f"{namespace}.{name}"
+    pcf = to_parsing_canonical_form(raw)
+    return _Schema(
+        name=_short(fullname),
+        fullname=fullname,
+        # A fresh named-types table per version: v0 and v1 define the same names differently.
+        parsed=cast(dict[str, Any], fastavro.parse_schema(raw, named_schemas={})),
+        text=json.dumps(raw, separators=(",", ":"), ensure_ascii=False),
+        fingerprint=crc64_avro(pcf.encode("utf-8")).to_bytes(8, "little"),
+        source=source,
+    )
+
+
+def load_schema_file(path: Path) -> dict[str, Any]:
+    """The JSON of one `.avsc` file."""
+    raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return raw
+
+
+def _writer_for(parsed: dict[str, Any]) -> Writer:
+    """The compiled writer of `parsed`, or fastavro's where the compiler declines."""
+    try:
+        return compile_writer(parsed)
+    except Unsupported:
+
+        def write(buf: bytearray, datum: Any) -> None:
+            out = io.BytesIO()
+            fastavro.schemaless_writer(out, parsed, datum)
+            buf += out.getvalue()
+
+        return write
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """How to read one writer version: its schema and the reader it resolves to."""
+
+    name: str
+    writer: dict[str, Any]
+    reader: dict[str, Any] | None  # None: the writer is the current schema, no resolution
+    readable: bool = True  # False: no current schema of this name (it was removed)
+
+
+class AvroCodec:
+    """Encode/decode the project's Avro records; see the module docstring for the framings."""
+
+    def __init__(
+        self,
+        schema_registry_url: str = "",
+        *,
+        schema_dir: Path | None = None,
+        registry_client: Any = None,
+        registry_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`registry_client` (any object with the SchemaRegistryClient methods
+        `register_schema` and `get_schema`) overrides building one from the URL."""
+        self.schema_dir = SCHEMA_DIR if schema_dir is None else Path(schema_dir)
+        self.schema_registry_url = schema_registry_url
+        self._registry_config = dict(registry_config or {})
+        self._registry = registry_client
+        self._lock = threading.Lock()
+        self.current: dict[str, _Schema] = {}
+        self.history: list[_Schema] = []
+        for path in sorted(self.schema_dir.glob("*.avsc")):
+            schema = _make_schema(load_schema_file(path), str(path))
+            if schema.name in self.current:
+                raise ValueError(f"{path}: schema {schema.name} is defined twice")
+            self.current[schema.name] = schema
+        if not self.current:
+            raise ValueError(f"no .avsc files in {self.schema_dir}")
+        for path in sorted((self.schema_dir / "history").glob("*.avsc")):
+            self.history.append(_make_schema(load_schema_file(path), str(path)))
+        self._by_fullname = {s.fullname: s for s in self.current.values()}
+        self._soe_writers = {
+            name: (SINGLE_OBJECT_MAGIC + s.fingerprint, _writer_for(s.parsed))
+            for name, s in self.current.items()
+        }
+        self._routes: dict[bytes, _Route] = {}
+        for schema in (*self.history, *self.current.values()):
+            self._routes.setdefault(schema.fingerprint, self._route(schema))
+        # Current schemas win over an identical history copy (no needless resolution).
+        for schema in self.current.values():
+            self._routes[schema.fingerprint] = self._route(schema)
+        self._use_registry = bool(schema_registry_url) or registry_client is not None
+        self._sr_headers: dict[tuple[str, str | None], bytes] = {}
+        self._sr_routes: dict[int, _Route] = {}
+
+    # -- schemas -----------------------------------------------------------------------------
+
+    def _route(self, writer: _Schema) -> _Route:
+        reader = self._by_fullname.get(writer.fullname)
+        if reader is None:
+            return _Route(writer.name, writer.parsed, None, readable=False)
+        if reader.fingerprint == writer.fingerprint:
+            return _Route(reader.name, reader.parsed, None)
+        return _Route(reader.name, writer.parsed, reader.parsed)
+
+    def schema(self, schema_name: str) -> dict[str, Any]:
+        """The parsed current schema of `schema_name`."""
+        return self._current(schema_name).parsed
+
+    def schema_text(self, schema_name: str) -> str:
+        """The current schema as compact JSON (what is registered with a Schema Registry)."""
+        return self._current(schema_name).text
+
+    def fingerprint(self, schema_name: str) -> bytes:
+        """The 8-byte CRC-64-AVRO fingerprint (little-endian) of the current schema."""
+        return self._current(schema_name).fingerprint
+
+    @property
+    def schema_names(self) -> tuple[str, ...]:
+        return tuple(self.current)
+
+    def _current(self, schema_name: str) -> _Schema:
+        schema = self.current.get(schema_name)
+        if schema is None:
+            raise self._unknown(schema_name)
+        return schema
+
+    def _unknown(self, schema_name: str) -> ValueError:
+        known = ", ".join(sorted(self.current))
+        return ValueError(f"unknown schema {schema_name!r} (known: {known})")
+
+    # -- encode ------------------------------------------------------------------------------
+
+    def encode(self, schema_name: str, datum: dict[str, Any], *, topic: str | None = None) -> bytes:
+        """Frame and encode `datum` with the current schema `schema_name`.
+
+        Raises ValidationError (path and rule) if the datum does not fit the schema.
+        """
+        writer = self._soe_writers.get(schema_name)
+        if writer is None:
+            raise self._unknown(schema_name)
+        header, write = writer
+        if self._use_registry:
+            header = self._sr_headers.get((schema_name, topic)) or self._sr_header(
+                schema_name, topic
+            )
+        buf = bytearray(header)
+        try:
+            write(buf, datum)
+        except Exception as exc:
+            raise _explain(self.current[schema_name].parsed, datum, exc) from None
+        return bytes(buf)
+
+    def _sr_header(self, schema_name: str, topic: str | None) -> bytes:
+        if not topic:
+            raise ValueError(f"encoding {schema_name} for a Schema Registry needs the topic")
+        return self.register(schema_name, topic)
+
+    def register(self, schema_name: str, topic: str) -> bytes:
+        """Register the current schema under `<topic>-value`; returns the 5-byte wire header.
+
+        Called on first use; call it at start-up to fail fast and keep HTTP off the hot path.
+        """
+        schema = self._current(schema_name)
+        from confluent_kafka.schema_registry import Schema
+
+        schema_id = int(
+            self.registry().register_schema(f"{topic}-value", Schema(schema.text, "AVRO"))
+        )
+        header = CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
+        self._sr_routes.setdefault(schema_id, self._route(schema))
+        self._sr_headers[(schema_name, topic)] = header
+        return header
+
+    def registry(self) -> Any:
+        """The Schema Registry client (built on first use)."""
+        if self._registry is None:
+            with self._lock:
+                if self._registry is None:
+                    if not self.schema_registry_url:
+                        raise DecodeError("no SCHEMA_REGISTRY_URL configured")
+                    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+                    config = {"url": self.schema_registry_url, **self._registry_config}
+                    self._registry = SchemaRegistryClient(config)
+        return self._registry
+
+    # -- decode ------------------------------------------------------------------------------
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """(short schema name, datum in the current reader schema) of a framed message."""
+        if data[:2] == SINGLE_OBJECT_MAGIC:
+            if len(data) < _SOE_HEADER_LEN:
+                raise DecodeError(f"truncated single-object header ({len(data)} bytes)")
+            fp = data[2:_SOE_HEADER_LEN]
+            route = self._routes.get(fp)
+            if route is None:
+                raise DecodeError(
+                    f"unknown writer schema fingerprint {bytes(fp).hex()} "
+                    f"(not among the schemas in {self.schema_dir})"
+                )
+            start = _SOE_HEADER_LEN
+        elif data[:1] == CONFLUENT_MAGIC:
+            if len(data) < _CONFLUENT_HEADER_LEN:
+                raise DecodeError(f"truncated Confluent header ({len(data)} bytes)")
+            schema_id = int.from_bytes(data[1:_CONFLUENT_HEADER_LEN], "big")
+            route = self._sr_routes.get(schema_id) or self._sr_route(schema_id)
+            start = _CONFLUENT_HEADER_LEN
+        else:
+            head = bytes(data[:2]).hex() or "empty"
+            raise DecodeError(
+                f"unknown framing (first bytes {head}): expected Avro single-object (c301) "
+                "or Confluent wire format (00)"
+            )
+        if not route.readable:
+            raise DecodeError(f"no current reader schema for {route.name} (schema removed)")
+        buf = io.BytesIO(data)
+        buf.seek(start)
+        try:
+            datum = fastavro.schemaless_reader(buf, route.writer, route.reader)
+        except Exception as exc:
+            raise DecodeError(f"corrupt {route.name} body: {type(exc).__name__}: {exc}") from None
+        if buf.tell() != len(data):
+            raise DecodeError(
+                f"{len(data) - buf.tell()} trailing bytes after the {route.name} body"
+            )
+        if not isinstance(datum, dict):
+            raise DecodeError(f"{route.name} body is not a record")
+        return route.name, datum
+
+    def _sr_route(self, schema_id: int) -> _Route:
+        if self._registry is None and not self.schema_registry_url:
+            raise DecodeError(
+                f"Confluent-framed message (schema id {schema_id}) but no SCHEMA_REGISTRY_URL"
+            )
+        try:
+            registered = self.registry().get_schema(schema_id)
+            raw = json.loads(registered.schema_str)
+            writer = _make_schema(raw, f"schema registry id {schema_id}")
+        except Exception as exc:
+            raise DecodeError(f"schema registry id {schema_id}: {exc}") from exc
+        if writer.fullname not in self._by_fullname:
+            raise DecodeError(f"schema registry id {schema_id} is {writer.fullname}, not ours")
+        route = self._routes.get(writer.fingerprint) or self._route(writer)
+        self._sr_routes[schema_id] = route
+        return route
+
+
+# -- precise errors for bad datums (slow path only) -------------------------------------------
+
+_PRIMITIVE_CHECKS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "string": (str, "string"),
+    "bytes": ((bytes, bytearray, memoryview), "bytes"),
+    "long": (int, "integer"),
+    "int": (int, "integer"),
+    "boolean": (bool, "boolean"),
+    "double": ((int, float), "number"),
+    "float": ((int, float), "number"),
+}
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _problem(schema: Any, value: Any, path: str) -> tuple[str, str] | None:
+    """The first (path, rule) where `value` breaks `schema`, or None."""
+    if isinstance(schema, list):
+        problems = [_problem(branch, value, path) for branch in schema]
+        if any(p is None for p in problems):
+            return None
+        if value is None:
+            return path, "must not be null"
+        # Report inside the branch of the right kind rather than "expected null".
+        real = [p for b, p in zip(schema, problems, strict=True) if b != "null" and p]
+        return next((p for p in real if p[0] != path), real[0] if real else problems[0])
+    if isinstance(schema, str):
+        if schema == "null":
+            return None if value is None else (path, f"expected null, got {_type_name(value)}")
+        check = _PRIMITIVE_CHECKS.get(schema)
+        if check is None:
+            return None
+        kinds, label = check
+        if value is None:
+            return path, "must not be null"
+        if not isinstance(value, kinds) or (schema != "boolean" and isinstance(value, bool)):
+            return path, f"expected {label}, got {_type_name(value)}"
+        if schema in ("long", "int") and isinstance(value, int):
+            bits = 63 if schema == "long" else 31
+            if not -(1 << bits) <= value < (1 << bits):
+                return path, f"expected {bits + 1}-bit integer, got an out-of-range integer"
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return path, "expected string, got a string with an unpaired surrogate"
+        return None
+    kind = schema.get("type")
+    if schema.get("logicalType", "").startswith("timestamp-"):
+        if value is None:
+            return path, "must not be null"
+        if not isinstance(value, datetime | int) or isinstance(value, bool):
+            return path, f"expected timestamp (datetime), got {_type_name(value)}"
+        return None
+    if kind == "record":
+        if not isinstance(value, Mapping):
+            return path, f"expected object, got {_type_name(value)}"
+        for field in schema["fields"]:
+            name = field["name"]
+            sub = f"{path}.{name}" if path else name
+            if name not in value and "default" in field:
+                continue
+            if name not in value and not _nullable(field["type"]):
+                return sub, "required field is missing"
+            found = _problem(field["type"], value.get(name), sub)
+            if found:
+                return found
+        return None
+    if kind == "array":
+        if not isinstance(value, list | tuple):
+            return path, f"expected array, got {_type_name(value)}"
+        for i, item in enumerate(value):
+            found = _problem(schema["items"], item, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if kind == "map":
+        if not isinstance(value, Mapping):
+            return path, f"expected object, got {_type_name(value)}"
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return path, f"expected string keys, got {_type_name(key)}"
+            found = _problem(schema["values"], item, f"{path}[{json.dumps(key)}]")
+            if found:
+                return found
+        return None
+    if isinstance(kind, str | list | dict) and kind not in ("enum", "fixed"):
+        return _problem(kind, value, path)
+    return None
+
+
+def _nullable(schema: Any) -> bool:
+    return schema == "null" or (isinstance(schema, list) and "null" in schema)
+
+
+def _explain(schema: dict[str, Any], datum: Any, exc: Exception) -> ValidationError:
+    found = _problem(schema, datum, "")
+    if found is None:
+        return ValidationError("", f"cannot encode as {_short(schema['name'])}: {exc}")
+    return ValidationError(*found)
+
+
+# -- shared instances ---------------------------------------------------------------------------
+
+_CODECS: dict[str, AvroCodec] = {}
+_CODECS_LOCK = threading.Lock()
+
+
+def get_codec(settings: Settings | None = None) -> AvroCodec:
+    """The process-wide codec for `settings` (from the environment when None), cached per
+    Schema Registry URL."""
+    url = (settings or _env_settings()).schema_registry_url
+    codec = _CODECS.get(url)
+    if codec is None:
+        with _CODECS_LOCK:
+            codec = _CODECS.get(url)
+            if codec is None:
+                codec = _CODECS[url] = AvroCodec(url)
+    return codec
+
+
+@lru_cache(maxsize=1)
+def _env_settings() -> Settings:
+    return Settings.from_env()
