@@ -157,7 +157,9 @@ def webhooks(
     """`count` deliveries; about `duplicates` of them re-send an earlier customer's deletion
     (with a new sendout id, as Voucherify's manual re-sends do)."""
     rng = random.Random(seed)
-    start = start or datetime(2024, 1, 1, tzinfo=UTC)
+    # Recent days by default, so the per-day window (kept 400 days) counts them.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = start or today - timedelta(days=60)
     referrers = [f"cust_referrer{i:04d}" for i in range(max(5, count // 50))]
     sent: list[dict[str, Any]] = []
     n = 0
@@ -167,7 +169,7 @@ def webhooks(
             again["id"] = f"whs_{rng.randrange(16**18):018x}"
             yield Webhook(again["data"]["customer"]["id"], compact(again), True)
             continue
-        deleted_at = start + timedelta(seconds=rng.randint(0, 90 * 86400))
+        deleted_at = start + timedelta(seconds=rng.randint(0, 59 * 86400))
         env = envelope(rng, customer(rng, n, deleted_at, referrers), deleted_at)
         n += 1
         sent.append(env)

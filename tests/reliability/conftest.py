@@ -1,0 +1,118 @@
+"""Reliability fixtures: the bridge and the worker as separate processes on a real broker,
+the reference totals, and the figures of the run (written for docs/RELIABILITY.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.processes import Service, http_get
+
+from streams.demo.generator import Webhook
+from streams.domain.deltas import totals
+from streams.kafka.reader import read_topic
+from streams.models.customer_deleted import parse_webhook
+from streams.models.serializers.avro import get_codec
+from streams.settings import Settings
+
+SECRET = "reliability-secret"
+FIGURES = Path(
+    os.environ.get(
+        "RELIABILITY_FIGURES",
+        Path(__file__).resolve().parents[2] / ".cache" / "reliability-figures.json",
+    )
+)
+
+
+@pytest.fixture
+def rsettings(settings: Settings) -> Settings:
+    return settings.with_(webhook_secret=(SECRET,), topic_partitions=6, log_level="warning")
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    made: list[Service] = []
+
+    def make(command: str, settings: Settings, name: str | None = None) -> Service:
+        name = name or command
+        if command == "worker":
+            settings = settings.with_(data_dir=str(tmp_path / f"data-{name}"))
+        svc = Service(command, settings, tmp_path / f"{name}.log")
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        svc.kill()
+
+
+def start_bridge(svc: Service) -> Service:
+    return svc.start().wait_ready("/readyz", timeout=60)
+
+
+def start_worker(svc: Service) -> Service:
+    return svc.start().wait_ready("/analytics/loyalty", timeout=120)
+
+
+def counters_only(view: dict[str, Any]) -> dict[str, Any]:
+    return {
+        dim: {
+            key: {c: v for c, v in vals.items() if c != "updated_at"} for key, vals in keys.items()
+        }
+        for dim, keys in view.items()
+    }
+
+
+def expected_totals(acked: list[Webhook]) -> dict[str, Any]:
+    return totals([parse_webhook(json.loads(h.body)) for h in acked])
+
+
+def wait_for_totals(
+    worker: Service, expected: dict[str, Any], timeout: float = 240, supervise: bool = True
+) -> dict[str, Any]:
+    """Poll the web views until they equal `expected` (restarting a dead worker when asked)."""
+    want = expected["loyalty"].get("total", {}).get("all", {}).get("customers", 0)
+    deadline = time.monotonic() + timeout
+    got: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        if supervise and not worker.alive:
+            worker.start()
+        s1, loyalty = http_get(worker.url + "/analytics/loyalty", timeout=5)
+        s2, referrals = http_get(worker.url + "/analytics/referrals", timeout=5)
+        if s1 == 200 and s2 == 200:
+            got = {"loyalty": counters_only(loyalty), "referrals": counters_only(referrals)}
+            if (
+                got["loyalty"].get("total", {}).get("all", {}).get("customers", 0) >= want
+                and got == expected
+            ):
+                return got
+        time.sleep(1)
+    return got
+
+
+def latest_per_key(settings: Settings, topic_setting: str) -> dict[str, dict[str, Any]]:
+    codec = get_codec(settings)
+    latest: dict[str, dict[str, Any]] = {}
+    for msg in read_topic(settings.bootstrap_servers, settings.topic(topic_setting), idle=3):
+        _, datum = codec.decode(msg.value() or b"")
+        latest[(msg.key() or b"").decode()] = datum
+    return latest
+
+
+def as_view(latest: dict[str, dict[str, Any]], counters: tuple[str, ...]) -> dict[str, Any]:
+    view: dict[str, Any] = {}
+    for datum in latest.values():
+        view.setdefault(datum["dimension"], {})[datum["key"]] = {c: datum[c] for c in counters}
+    return view
+
+
+def record_figures(name: str, figures: dict[str, Any]) -> None:
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+    data[name] = {**figures, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    FIGURES.write_text(json.dumps(data, indent=2, sort_keys=True))

@@ -1,0 +1,115 @@
+"""The broker stopped and restarted under load: 503 while down, nothing acked is lost, and the
+totals converge exactly once the senders retry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support.processes import Service, free_port
+from support.senders import Outcome, send
+
+from streams.demo.generator import webhooks
+from streams.kafka.local import LocalKafka
+from streams.kafka.reader import read_topic
+from streams.settings import Settings
+
+from .conftest import (
+    SECRET,
+    expected_totals,
+    record_figures,
+    start_bridge,
+    start_worker,
+    wait_for_totals,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.reliability]
+
+
+@pytest.fixture
+def private_kafka(rsettings: Settings) -> Iterator[LocalKafka]:
+    """A broker of this test's own, since this test stops it."""
+    broker = LocalKafka(free_port(), free_port(), Path(rsettings.kafka_home), "768m")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        broker.reset()
+
+
+def test_broker_restart_during_load(
+    rsettings: Settings, private_kafka: LocalKafka, services: Callable[..., Service]
+) -> None:
+    settings = rsettings.with_(
+        bootstrap_servers=private_kafka.bootstrap, request_deadline_s=3.0, retry_after_s=1
+    )
+    worker = start_worker(services("worker", settings))
+    bridge = start_bridge(services("bridge", settings))
+    url = f"{bridge.url}/webhooks/voucherify"
+    hooks = list(webhooks(1500, duplicates=0.1, seed=99))
+    outcome = Outcome()
+    sender = threading.Thread(
+        target=lambda: asyncio.run(send(url, hooks, SECRET, 16, retry_for_s=180, outcome=outcome))
+    )
+    sender.start()
+    time.sleep(2.0)
+
+    private_kafka.stop()
+    # While the broker is down, fresh webhooks are refused with 503, never acknowledged.
+    probes = list(webhooks(20, duplicates=0, seed=5))
+    time.sleep(1.0)
+    down = asyncio.run(send(url, probes, SECRET, 4, retry_for_s=0))
+    assert down.statuses.keys() <= {503}, down.statuses
+    assert not down.acked
+    private_kafka.start()
+
+    # The probes too are retried now, as Voucherify would.
+    after = asyncio.run(send(url, probes, SECRET, 4, retry_for_s=120))
+    sender.join(300)
+    assert not sender.is_alive()
+    acked = outcome.acked + after.acked
+    assert not outcome.given_up and not after.given_up
+    assert outcome.statuses[503] + down.statuses[503] > 0
+    acked_ids = {json.loads(h.body)["id"] for h in acked}
+    topic = read_topic(
+        settings.bootstrap_servers,
+        settings.topic(settings.customer_deleted_topic),
+        expected=len(acked),
+        timeout=90,
+    )
+    in_topic = {dict(m.headers() or [])["sendout_id"].decode() for m in topic}
+    lost = acked_ids - in_topic
+    assert not lost, f"{len(lost)} acknowledged webhooks are not in the topic"
+
+    expected = expected_totals(acked)
+    got = wait_for_totals(worker, expected, timeout=300)
+    assert got == expected
+    customers = expected["loyalty"]["total"]["all"]["customers"]
+    facts = read_topic(
+        settings.bootstrap_servers,
+        settings.topic(settings.deletions_topic),
+        expected=customers + 1,
+        timeout=20,
+        idle=5,
+    )
+    assert len(facts) == customers, "a CustomerDeletion fact is missing or doubled"
+    restarts = worker.starts - 1
+    record_figures(
+        "broker_restart",
+        {
+            "webhooks_sent": len(hooks) + len(probes),
+            "requests": outcome.sent + down.sent + after.sent,
+            "acknowledged": len(acked),
+            "answered_503": outcome.statuses[503] + down.statuses[503] + after.statuses[503],
+            "lost": len(lost),
+            "double_counted": len(facts) - customers,
+            "broker_restarts_survived": 1,
+            "worker_restarts_needed": restarts,
+        },
+    )

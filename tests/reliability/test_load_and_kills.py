@@ -1,0 +1,123 @@
+"""Load with worker SIGKILLs: every 2xx is in the topic, and each customer counts exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from support.processes import Service
+from support.senders import Outcome, send
+
+from streams.demo.generator import webhooks
+from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS
+from streams.kafka.reader import read_topic
+from streams.settings import Settings
+
+from .conftest import (
+    SECRET,
+    as_view,
+    expected_totals,
+    latest_per_key,
+    record_figures,
+    start_bridge,
+    start_worker,
+    wait_for_totals,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.reliability]
+
+K = 3000
+CONCURRENCY = 32
+KILLS = 3
+
+
+def test_load_with_worker_sigkills(rsettings: Settings, services: Callable[..., Service]) -> None:
+    worker = start_worker(services("worker", rsettings))
+    bridge = start_bridge(services("bridge", rsettings))
+    hooks = list(webhooks(K, duplicates=0.15, seed=20261126))
+    outcome = Outcome()
+    sender = threading.Thread(
+        target=lambda: asyncio.run(
+            send(
+                f"{bridge.url}/webhooks/voucherify",
+                hooks,
+                SECRET,
+                CONCURRENCY,
+                retry_for_s=60,
+                outcome=outcome,
+            )
+        )
+    )
+    sender.start()
+    rng = random.Random(7)
+    kills = 0
+    while sender.is_alive() and kills < KILLS:
+        time.sleep(rng.uniform(1.0, 3.0))
+        worker.kill()
+        kills += 1
+        worker.start()
+    sender.join(300)
+    assert not sender.is_alive()
+
+    # Nothing answered 2xx is missing from the topic.
+    assert not outcome.given_up, f"{len(outcome.given_up)} webhooks never got a 2xx"
+    assert outcome.statuses.keys() <= {200, 503, 0}, outcome.statuses
+    acked_ids = {json.loads(h.body)["id"] for h in outcome.acked}
+    topic = read_topic(
+        rsettings.bootstrap_servers,
+        rsettings.topic(rsettings.customer_deleted_topic),
+        expected=len(outcome.acked),
+        timeout=60,
+    )
+    in_topic = {dict(m.headers() or [])["sendout_id"].decode() for m in topic}
+    lost = acked_ids - in_topic
+    assert not lost, f"{len(lost)} acknowledged webhooks are not in the topic"
+
+    # Each customer counted exactly once, whatever the kills did.
+    expected = expected_totals(outcome.acked)
+    got = wait_for_totals(worker, expected)
+    assert got == expected
+    customers = expected["loyalty"]["total"]["all"]["customers"]
+    facts = read_topic(
+        rsettings.bootstrap_servers,
+        rsettings.topic(rsettings.deletions_topic),
+        expected=customers + 1,
+        timeout=20,
+        idle=5,
+    )
+    assert len(facts) == customers, "a CustomerDeletion fact is missing or doubled"
+    assert as_view(latest_per_key(rsettings, rsettings.loyalty_topic), LOYALTY_COUNTERS) == _full(
+        expected["loyalty"], LOYALTY_COUNTERS
+    )
+    assert as_view(latest_per_key(rsettings, rsettings.referral_topic), REFERRAL_COUNTERS) == _full(
+        expected["referrals"], REFERRAL_COUNTERS
+    )
+    assert bridge.alive
+
+    record_figures(
+        "load_and_worker_kills",
+        {
+            "webhooks_sent": K,
+            "requests": outcome.sent,
+            "acknowledged": len(outcome.acked),
+            "distinct_customers": customers,
+            "lost": len(lost),
+            "double_counted": len(facts) - customers,
+            "worker_sigkills_survived": kills,
+            "concurrency": CONCURRENCY,
+        },
+    )
+
+
+def _full(
+    view: dict[str, dict[str, dict[str, int]]], counters: tuple[str, ...]
+) -> dict[str, dict[str, dict[str, int]]]:
+    return {
+        d: {k: {c: v.get(c, 0) for c in counters} for k, v in keys.items()}
+        for d, keys in view.items()
+    }

@@ -1,0 +1,1 @@
+"""Helpers shared by the integration and reliability tests (importable as `support`)."""
