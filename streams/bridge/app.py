@@ -1,0 +1,249 @@
+"""The bridge's aiohttp application and its process entry point (`voucherify-streams bridge`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import threading
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+
+from streams.bridge.handlers import Bridge
+from streams.bridge.signature import SignatureVerifier
+from streams.kafka.admin import TopicSpec, ensure_topics
+from streams.kafka.producer import AsyncProducer
+from streams.settings import Settings
+
+log = logging.getLogger("streams.bridge")
+
+BRIDGE_KEY = web.AppKey("bridge", Bridge)
+WEBHOOK_PATH = "/webhooks/voucherify"
+#: How long shutdown waits for in-flight requests before closing their connections (s).
+SHUTDOWN_GRACE_S = 15.0
+#: How long shutdown waits for the producer to deliver what is queued (s).
+FLUSH_TIMEOUT_S = 10.0
+#: librdkafka linger: batches concurrent requests, adds at most this much latency (ms).
+LINGER_MS = 2
+
+
+class ConfigError(ValueError):
+    """The bridge cannot start with these settings."""
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka settings of the bridge's producer (on top of AsyncProducer's defaults)."""
+    deadline_ms = int(settings.request_deadline_s * 1000)
+    return {
+        "client.id": f"{settings.app_id}-bridge",
+        "linger.ms": LINGER_MS,
+        # A record not acked within the request's deadline fails instead of lingering in the
+        # queue and being delivered after the sender was told 503.
+        "message.timeout.ms": max(1000, deadline_ms),
+        "request.timeout.ms": max(1000, min(30000, deadline_ms)),
+    }
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    names = [settings.customer_deleted_topic, settings.dead_letter_topic]
+    if settings.raw_topic:
+        names.append(settings.raw_topic)
+    return [
+        TopicSpec(settings.topic(n), settings.topic_partitions, settings.topic_replication)
+        for n in names
+    ]
+
+
+def _verifier(settings: Settings) -> SignatureVerifier | None:
+    try:
+        secrets = settings.secrets()
+    except OSError as exc:
+        raise ConfigError(f"cannot read VOUCHERIFY_WEBHOOK_SECRET_FILE: {exc}") from None
+    if secrets:
+        return SignatureVerifier(secrets)
+    if not settings.insecure_no_signature:
+        raise ConfigError(
+            "no webhook secret configured: set VOUCHERIFY_WEBHOOK_SECRET (comma-separated for "
+            "rotation) or VOUCHERIFY_WEBHOOK_SECRET_FILE; for local development only, "
+            "BRIDGE_INSECURE_NO_SIGNATURE=true accepts unsigned webhooks"
+        )
+    return None
+
+
+def create_app(
+    settings: Settings, producer: AsyncProducer | None = None, *, codec: Any = None
+) -> web.Application:
+    """The bridge as an aiohttp Application.
+
+    Without `producer`, the app owns one: at start-up it creates the missing topics, starts
+    the producer (failing when no broker answers) and flushes/closes it at cleanup. A given
+    producer is used as is (the caller starts and closes it; topics are its business too).
+    Raises ConfigError when no secret is configured and the insecure flag is not set.
+    """
+    verifier = _verifier(settings)
+    owned = producer is None
+    if producer is None:
+        producer = AsyncProducer(settings.bootstrap_servers, producer_config(settings))
+    bridge = Bridge(settings, producer, codec=codec, verifier=verifier)
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[BRIDGE_KEY] = bridge
+    app.router.add_post(WEBHOOK_PATH, bridge.webhook)
+    app.router.add_get("/healthz", bridge.healthz)
+    app.router.add_get("/readyz", bridge.readyz)
+    app.router.add_get("/metrics", bridge.metrics_endpoint)
+
+    async def on_startup(app: web.Application) -> None:
+        if bridge.insecure:
+            log.warning(
+                "!!! INSECURE: no webhook secret, signatures are NOT checked "
+                "(BRIDGE_INSECURE_NO_SIGNATURE). Development only. !!!"
+            )
+        if owned:
+            loop = asyncio.get_running_loop()
+            created = await loop.run_in_executor(
+                None, partial(ensure_topics, settings.bootstrap_servers, topic_specs(settings))
+            )
+            if created:
+                log.info("created topics: %s", ", ".join(created))
+            if settings.schema_registry_url:
+                # Register now: keep the registry's HTTP round trip off the request path.
+                for name, topic in (
+                    ("CustomerDeleted", bridge.customer_deleted_topic),
+                    ("DeadLetter", bridge.dead_letter_topic),
+                ):
+                    await loop.run_in_executor(None, bridge.codec.register, name, topic)
+            await producer.start()
+
+    async def on_shutdown(app: web.Application) -> None:
+        bridge.draining = True
+
+    async def on_cleanup(app: web.Application) -> None:
+        if owned:
+            left = await producer.close(FLUSH_TIMEOUT_S)
+            if left:
+                log.error("%d records were not delivered before shutdown", left)
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+def fast_server(app: web.Application) -> web.Server:
+    """The bridge's routes on aiohttp's low-level server: no router, no middleware, no
+    per-request Application machinery (measured ~20% more requests/s than the Application)."""
+    bridge = app[BRIDGE_KEY]
+    routes: dict[tuple[str, str], Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]]
+    routes = {
+        ("POST", WEBHOOK_PATH): bridge.webhook,
+        ("GET", "/healthz"): bridge.healthz,
+        ("GET", "/readyz"): bridge.readyz,
+        ("GET", "/metrics"): bridge.metrics_endpoint,
+    }
+    paths = {path for _, path in routes}
+    max_body = bridge.max_body
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        route = routes.get((request.method, request.path))
+        if route is not None:
+            return await route(request)
+        if request.path in paths:
+            return _plain_error(405, "method_not_allowed", "method not allowed")
+        return _plain_error(404, "not_found", "not found")
+
+    def request_factory(
+        message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+    ) -> web.BaseRequest:
+        return web.BaseRequest(
+            message, payload, protocol, writer, task, protocol._loop, client_max_size=max_body
+        )
+
+    return web.Server(handler, request_factory=request_factory, access_log=None)
+
+
+def _plain_error(status: int, error: str, message: str) -> web.Response:
+    return web.Response(
+        status=status,
+        content_type="application/json",
+        body=json.dumps({"error": error, "message": message}).encode(),
+    )
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    stop: asyncio.Event | None = None,
+    on_started: Callable[[int], None] | None = None,
+    fast: bool = True,
+) -> None:
+    """Serve `app` until SIGTERM/SIGINT (main thread) or `stop` is set, then shut down
+    gracefully: stop accepting, finish in-flight requests, flush the producer.
+
+    `fast` (default) serves the bridge's routes on aiohttp's low-level server, running the
+    app's startup/shutdown/cleanup hooks around it; `fast=False` serves the Application."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover
+                pass
+    runner: web.BaseRunner
+    if fast:
+        app.freeze()
+        await app.startup()
+        runner = web.ServerRunner(fast_server(app), shutdown_timeout=SHUTDOWN_GRACE_S)
+    else:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+        await site.start()
+        bound = port
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            bound = server.sockets[0].getsockname()[1]
+        log.info("bridge listening on %s:%d", host, bound)
+        if on_started is not None:
+            on_started(bound)
+        await stop.wait()
+        log.info("shutting down: no new connections, finishing in-flight requests")
+        app[BRIDGE_KEY].draining = True
+    finally:
+        # Stops listening, waits for in-flight requests (up to the grace period), then, for
+        # the Application runner, its shutdown and cleanup hooks (which flush the producer).
+        await runner.cleanup()
+        if fast:
+            await app.shutdown()
+            await app.cleanup()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    log.info("bridge stopped")
+
+
+def run(settings: Settings) -> int:
+    """`voucherify-streams bridge`: serve until SIGTERM/SIGINT; 0 after a clean shutdown."""
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    try:
+        asyncio.run(serve(app, settings.bridge_host, settings.bridge_port))
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", settings.bridge_host, settings.bridge_port, exc)
+        return 1
+    except Exception as exc:
+        # Start-up failures (no broker answering, topic creation refused) end here.
+        log.error("bridge failed: %s: %s", type(exc).__name__, exc)
+        return 1
+    return 0

@@ -1,0 +1,396 @@
+"""HTTP handlers of the bridge and the pure request classification they rely on.
+
+`POST /webhooks/voucherify`, in order:
+  1. Content-Length over the limit -> 413; content type not JSON -> 415 (nothing read yet).
+  2. Body read (limit enforced while reading too) -> signature check -> 401 when missing/wrong
+     (counted, logged rate-limited; nothing published).
+  3. `classify(body)`: invalid UTF-8 / malformed JSON -> 400, not an envelope or a
+     customer.deleted failing validation -> 422; both after a DeadLetter record was acked.
+  4. customer.deleted -> PII policy -> Avro -> produce, keyed by customer id; 200 after the ack.
+  5. Another event type -> 200 (published to the raw topic first when one is configured).
+Anything that prevents the broker's acknowledgement -> 503 with Retry-After, never a 2xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from streams.bridge.metrics import Metrics
+from streams.bridge.pii import PiiPolicy
+from streams.bridge.signature import SignatureVerifier
+from streams.kafka.producer import AsyncProducer, Headers, ProducerError
+from streams.models.customer_deleted import EVENT_TYPE, parse_webhook
+from streams.models.errors import ValidationError
+from streams.settings import Settings
+
+log = logging.getLogger("streams.bridge")
+
+SIGNATURE_HEADER = "x-voucherify-signature"
+#: Request headers copied into a DeadLetter (an allow-list: custom headers may hold secrets).
+DEAD_LETTER_HEADERS = ("content-type", "content-length", "user-agent", SIGNATURE_HEADER)
+UNAUTHORIZED_LOG_INTERVAL_S = 10.0
+
+_JSON = "application/json"
+_METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+# --- classification (pure, no I/O) ------------------------------------------------------------
+
+try:  # orjson parses ~4x faster than json; used only where its result is exactly json's.
+    import orjson
+
+    _orjson_loads: Any = orjson.loads
+except ImportError:  # pragma: no cover
+    _orjson_loads = None
+
+# orjson turns integers beyond 64 bits into floats (json keeps them exact): bodies with such
+# long digit runs take the json path.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def loads(body: bytes) -> Any:
+    """json.loads semantics, faster: orjson for the common body, json for anything orjson
+    rejects (NaN/Infinity literals, lone surrogates, deep nesting) or might parse lossily."""
+    if _orjson_loads is not None and _LONG_DIGITS.search(body) is None:
+        try:
+            return _orjson_loads(body)
+        except ValueError:
+            pass
+    return json.loads(body.decode("utf-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A signed request that cannot be accepted: answered `status`, dead-lettered."""
+
+    status: int
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerDeleted:
+    payload: dict[str, Any]
+    datum: dict[str, Any]
+
+    @property
+    def customer_id(self) -> str:
+        return str(self.datum["data"]["customer"]["id"])
+
+
+@dataclass(frozen=True, slots=True)
+class OtherEvent:
+    event_type: str
+    payload: dict[str, Any]
+
+
+Classified = Rejected | CustomerDeleted | OtherEvent
+
+
+def classify(body: bytes) -> Classified:
+    """What a (signed) body is: a valid customer.deleted, another event, or why it is rejected."""
+    try:
+        payload = loads(body)
+    except UnicodeDecodeError as exc:
+        return Rejected(400, "invalid_utf8", f"body is not valid UTF-8 (byte {exc.start})")
+    except json.JSONDecodeError as exc:
+        return Rejected(
+            400,
+            "malformed_json",
+            f"malformed JSON: {exc.msg} (line {exc.lineno} column {exc.colno})",
+        )
+    except RecursionError:
+        return Rejected(400, "malformed_json", "malformed JSON: nested too deeply")
+    if not isinstance(payload, dict):
+        return Rejected(422, "invalid_payload", "$: expected a JSON object (webhook envelope)")
+    event_type = payload.get("type")
+    if type(event_type) is not str or not event_type:
+        rule = "required field is missing" if event_type is None else "expected non-empty string"
+        return Rejected(422, "invalid_payload", f"type: {rule}")
+    if event_type != EVENT_TYPE:
+        return OtherEvent(event_type, payload)
+    try:
+        datum = parse_webhook(payload)
+    except ValidationError as exc:
+        return Rejected(422, exc.code, str(exc))
+    return CustomerDeleted(payload, datum)
+
+
+def is_json_content_type(content_type: str) -> bool:
+    """application/json or application/*+json (aiohttp already lower-cased, no parameters)."""
+    return content_type == _JSON or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
+def _clean(text: str) -> str:
+    """Header text that encodes as UTF-8 (aiohttp keeps undecodable bytes as surrogates)."""
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _str_header(value: Any) -> str | None:
+    return _clean(value) if type(value) is str and value else None
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+
+class Bridge:
+    """The request handlers, sharing one producer, codec, verifier and metrics."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer: AsyncProducer,
+        *,
+        codec: Any = None,
+        verifier: SignatureVerifier | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if codec is None:
+            from streams.models.serializers.avro import get_codec
+
+            codec = get_codec(settings)
+        self.settings = settings
+        self.producer = producer
+        self.codec = codec
+        self.verifier = verifier
+        self.insecure = verifier is None
+        self.metrics = metrics or Metrics()
+        self.pii = PiiPolicy(settings.pii_policy, settings.pii_hash_key)
+        self.max_body = settings.max_body_bytes
+        self.deadline = settings.request_deadline_s
+        self.retry_after = str(settings.retry_after_s)
+        self.customer_deleted_topic = settings.topic(settings.customer_deleted_topic)
+        self.dead_letter_topic = settings.topic(settings.dead_letter_topic)
+        self.raw_topic = settings.topic(settings.raw_topic) if settings.raw_topic else ""
+        self.fingerprint = codec.fingerprint("CustomerDeleted").hex()
+        self.dead_letter_fingerprint = codec.fingerprint("DeadLetter").hex()
+        self.draining = False
+        self._unauthorized_logged_at = 0.0
+        self._unauthorized_since_log = 0
+
+    # -- POST /webhooks/voucherify --
+    async def webhook(self, request: web.BaseRequest) -> web.StreamResponse:
+        metrics = self.metrics
+        metrics.in_flight += 1
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(self.deadline):
+                outcome, response = await self._webhook(request)
+        except TimeoutError:
+            outcome, response = "unavailable", self._unavailable("deadline exceeded")
+        except Exception as exc:
+            # A bug, not the sender's fault: 500 makes Voucherify retry; nothing is lost.
+            # The exception's message may quote request data: log its type and frames only.
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error(
+                "unexpected %s handling a webhook (message withheld)\n%s",
+                type(exc).__name__,
+                frames,
+            )
+            outcome, response = "error", _error(500, "internal_error", "internal error")
+        finally:
+            metrics.in_flight -= 1
+        metrics.requests[outcome] += 1
+        metrics.request_latency.observe(time.monotonic() - start)
+        return response
+
+    async def _webhook(self, request: web.BaseRequest) -> tuple[str, web.StreamResponse]:
+        length = request.content_length
+        if length is not None and length > self.max_body:
+            return "too_large", _error(
+                413, "too_large", f"body exceeds the limit of {self.max_body} bytes"
+            )
+        if not is_json_content_type(request.content_type):
+            return "unsupported_media_type", _error(
+                415, "unsupported_media_type", "Content-Type must be application/json"
+            )
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return "too_large", _error(
+                413, "too_large", f"body exceeds the limit of {self.max_body} bytes"
+            )
+        if len(body) > self.max_body:  # an app built with a larger client_max_size
+            return "too_large", _error(
+                413, "too_large", f"body exceeds the limit of {self.max_body} bytes"
+            )
+
+        if self.verifier is not None:
+            matched = self.verifier.verify(body, request.headers.get(SIGNATURE_HEADER))
+            if matched is None:
+                self._log_unauthorized(request)
+                return "unauthorized", _error(
+                    401, "unauthorized", f"missing or invalid {SIGNATURE_HEADER}"
+                )
+            if matched == "stripped":
+                self.metrics.signature_fallbacks += 1
+        else:
+            log.warning(
+                "INSECURE: webhook accepted without a signature check "
+                "(BRIDGE_INSECURE_NO_SIGNATURE); never run like this in production"
+            )
+
+        found = classify(body)
+        if type(found) is CustomerDeleted:
+            return await self._customer_deleted(found, body, request)
+        if type(found) is OtherEvent:
+            return await self._other_event(found, body)
+        assert isinstance(found, Rejected)
+        return await self._reject(found, body, request)
+
+    async def _customer_deleted(
+        self, found: CustomerDeleted, body: bytes, request: web.BaseRequest
+    ) -> tuple[str, web.StreamResponse]:
+        self.metrics.count_event_type(EVENT_TYPE)
+        datum = self.pii.apply(found.datum)
+        try:
+            value = self.codec.encode("CustomerDeleted", datum, topic=self.customer_deleted_topic)
+        except ValidationError as exc:  # parse_webhook should make this impossible
+            log.error("a validated customer.deleted did not encode: %s", exc)
+            return await self._reject(Rejected(422, exc.code, str(exc)), body, request)
+        headers: Headers = [
+            ("event_type", EVENT_TYPE),
+            ("schema_fingerprint", self.fingerprint),
+        ]
+        sendout_id = _str_header(found.payload.get("id"))
+        if sendout_id:
+            headers.append(("sendout_id", sendout_id))
+        event = found.payload.get("event")
+        event_id = _str_header(event.get("id")) if isinstance(event, dict) else None
+        if event_id:
+            headers.append(("event_id", event_id))
+        failure = await self._publish(
+            "customer_deleted", self.customer_deleted_topic, value, found.customer_id, headers
+        )
+        if failure is not None:
+            return "unavailable", failure
+        return "accepted", web.Response(body=b'{"status":"accepted"}', content_type=_JSON)
+
+    async def _other_event(self, found: OtherEvent, body: bytes) -> tuple[str, web.StreamResponse]:
+        self.metrics.count_event_type(found.event_type)
+        if not self.raw_topic:
+            return "ignored", web.Response(body=b'{"status":"ignored"}', content_type=_JSON)
+        payload = found.payload
+        event = payload.get("event")
+        entity_id = _str_header(event.get("entity_id")) if isinstance(event, dict) else None
+        headers: Headers = [
+            ("event_type", found.event_type),
+            ("content_type", _JSON),
+        ]
+        sendout_id = _str_header(payload.get("id"))
+        if sendout_id:
+            headers.append(("sendout_id", sendout_id))
+        event_id = _str_header(event.get("id")) if isinstance(event, dict) else None
+        if event_id:
+            headers.append(("event_id", event_id))
+        failure = await self._publish("raw", self.raw_topic, body, entity_id or sendout_id, headers)
+        if failure is not None:
+            return "unavailable", failure
+        return "routed_raw", web.Response(body=b'{"status":"accepted"}', content_type=_JSON)
+
+    async def _reject(
+        self, found: Rejected, body: bytes, request: web.BaseRequest
+    ) -> tuple[str, web.StreamResponse]:
+        """Dead-letter a signed request we cannot accept, then answer its 4xx."""
+        record = {
+            "body": body,
+            "reason": found.reason,
+            "message": found.message,
+            "headers": {
+                h: _clean(request.headers[h]) for h in DEAD_LETTER_HEADERS if h in request.headers
+            },
+            "received_at": datetime.now(UTC),
+        }
+        value = self.codec.encode("DeadLetter", record, topic=self.dead_letter_topic)
+        headers: Headers = [
+            ("reason", found.reason),
+            ("schema_fingerprint", self.dead_letter_fingerprint),
+        ]
+        failure = await self._publish("dead_letter", self.dead_letter_topic, value, None, headers)
+        if failure is not None:
+            return "unavailable", failure
+        self.metrics.dead_letters[found.reason] += 1
+        # Reason and message name a JSON path and a rule, never a value: safe to log.
+        log.warning("dead-lettered a signed webhook: %s (%s)", found.reason, found.message[:300])
+        outcome = found.reason if found.reason in self.metrics.requests else "invalid_payload"
+        return outcome, _error(found.status, found.reason, found.message)
+
+    async def _publish(
+        self, kind: str, topic: str, value: bytes, key: str | None, headers: Headers
+    ) -> web.Response | None:
+        """Produce and wait for the ack; None when acked, else the 503 to answer."""
+        start = time.monotonic()
+        try:
+            await self.producer.produce(topic, value, key, headers)
+        except ProducerError as exc:
+            return self._unavailable(str(exc))
+        self.metrics.publish_latency[kind].observe(time.monotonic() - start)
+        return None
+
+    def _unavailable(self, why: str) -> web.Response:
+        log.debug("answering 503: %s", why)
+        return _error(
+            503,
+            "unavailable",
+            "Kafka is not available; retry later",
+            headers={"Retry-After": self.retry_after},
+        )
+
+    def _log_unauthorized(self, request: web.BaseRequest) -> None:
+        self._unauthorized_since_log += 1
+        now = time.monotonic()
+        if now - self._unauthorized_logged_at >= UNAUTHORIZED_LOG_INTERVAL_S:
+            why = "missing" if SIGNATURE_HEADER not in request.headers else "invalid"
+            log.warning(
+                "rejected %d webhook(s) with a missing or invalid signature "
+                "(latest: %s) in the last %.0fs",
+                self._unauthorized_since_log,
+                why,
+                UNAUTHORIZED_LOG_INTERVAL_S,
+            )
+            self._unauthorized_logged_at = now
+            self._unauthorized_since_log = 0
+
+    # -- probes --
+    async def healthz(self, request: web.BaseRequest) -> web.StreamResponse:
+        if getattr(self.producer, "failed", False):
+            # The producer cannot recover by itself (fatal librdkafka error): restart us.
+            return _error(503, "producer_failed", "Kafka producer failed fatally")
+        return web.Response(body=b'{"status":"alive"}', content_type=_JSON)
+
+    async def readyz(self, request: web.BaseRequest) -> web.StreamResponse:
+        producer = self.producer
+        if self.draining:
+            return _error(503, "draining", "shutting down")
+        if not producer.healthy:
+            detail = getattr(producer, "last_error", "") or "producer not healthy"
+            return _error(503, "not_ready", f"Kafka not reachable or producer failed: {detail}")
+        return web.Response(body=b'{"status":"ready"}', content_type=_JSON)
+
+    async def metrics_endpoint(self, request: web.BaseRequest) -> web.StreamResponse:
+        producer = self.producer
+        extra = {
+            "bridge_broker_reachable": 1.0 if producer.healthy else 0.0,
+            "bridge_producer_queue_length": float(producer.queued()),
+        }
+        body = self.metrics.render(extra).encode()
+        return web.Response(body=body, headers={"Content-Type": _METRICS_CONTENT_TYPE})
+
+
+def _error(
+    status: int, error: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = json.dumps({"error": error, "message": message}).encode()
+    return web.Response(status=status, body=body, content_type=_JSON, headers=headers)

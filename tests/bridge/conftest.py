@@ -1,0 +1,143 @@
+"""Fixtures of the bridge tests: a bridge running in a thread, a tiny HTTP client, signing."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from streams.bridge.app import create_app, serve
+from streams.bridge.signature import sign
+from streams.settings import Settings
+
+SECRET = "test-webhook-secret"
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class BridgeServer:
+    """The bridge app served by `serve()` on its own event loop in a thread."""
+
+    def __init__(self, settings: Settings, **app_kwargs: Any) -> None:
+        self.settings = settings
+        self._app_kwargs = app_kwargs
+        self.port = 0
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="bridge", daemon=True)
+        self.app: Any = None
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self.app = create_app(self.settings, **self._app_kwargs)
+            await serve(self.app, "127.0.0.1", 0, stop=self._stop, on_started=self._on_started)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self._started.set()
+
+    def _on_started(self, port: int) -> None:
+        self.port = port
+        self._started.set()
+
+    def start(self, timeout: float = 60.0) -> BridgeServer:
+        self._thread.start()
+        assert self._started.wait(timeout), "bridge did not start"
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "bridge did not stop"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> Reply:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+        finally:
+            conn.close()
+
+    def post(
+        self,
+        body: bytes,
+        *,
+        secret: str | None = SECRET,
+        signature: str | None = None,
+        content_type: str = "application/json",
+        **headers: str,
+    ) -> Reply:
+        h = {"Content-Type": content_type, **headers}
+        if signature is None and secret is not None:
+            signature = sign(secret, body)
+        if signature is not None:
+            h["x-voucherify-signature"] = signature
+        return self.request("POST", "/webhooks/voucherify", body, h)
+
+
+@pytest.fixture
+def bridge_settings(settings: Settings) -> Settings:
+    """Isolated settings (own topic prefix) with a webhook secret."""
+    return settings.with_(webhook_secret=(SECRET,), request_deadline_s=3.0, retry_after_s=7)
+
+
+@pytest.fixture
+def start_bridge() -> Iterator[Callable[..., BridgeServer]]:
+    """Factory: start_bridge(settings, **create_app_kwargs) -> a running BridgeServer."""
+    running: list[BridgeServer] = []
+
+    def start(settings: Settings, **kwargs: Any) -> BridgeServer:
+        server = BridgeServer(settings, **kwargs).start()
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        server.stop()
+
+
+@pytest.fixture
+def example(example_body: bytes) -> dict[str, Any]:
+    return json.loads(example_body)
+
+
+@pytest.fixture
+def compact() -> Callable[[Any], bytes]:
+    """JSON as Voucherify signs it: no whitespace outside strings."""
+
+    def dump(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+    return dump
