@@ -16,11 +16,13 @@ from typing import IO, Any
 
 from confluent_kafka import KafkaException, Producer
 
+from streams.bridge.app import producer_config, topic_specs
 from streams.kafka.admin import ensure_topics
+from streams.kafka.producer import DEFAULT_CONFIG
 from streams.models.customer_deleted import envelope_from_data, parse_webhook
 from streams.models.errors import ValidationError
 from streams.progress import Progress
-from streams.publish import CustomerDeletedPublisher, input_topics
+from streams.records import CustomerDeletedRecords
 from streams.settings import Settings
 
 
@@ -80,9 +82,16 @@ def replay(
     progress: bool = True,
 ) -> Summary:
     """Publish every valid line; waits for the broker to acknowledge all of them."""
-    ensure_topics(settings.bootstrap_servers, input_topics(settings))
-    publisher = CustomerDeletedPublisher(settings)
-    producer = Producer(publisher.producer_config())
+    ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+    records = CustomerDeletedRecords(settings)
+    config = {
+        **DEFAULT_CONFIG,
+        **producer_config(settings),
+        "linger.ms": 20,
+        "message.timeout.ms": 120_000,
+        "bootstrap.servers": settings.bootstrap_servers,
+    }
+    producer = Producer(config)
     summary = Summary()
     seen: set[str] = set()
     failures: list[str] = []
@@ -97,18 +106,18 @@ def replay(
         try:
             datum = parse_line(text)
         except ValidationError as exc:
-            summary.rejected.append(Reject(number, str(exc)))
+            summary.rejected.append(Reject(number, str(exc).removeprefix(": ")))
             continue
         customer_id = datum["data"]["customer"]["id"]
         if customer_id in seen:
             summary.duplicates += 1
             continue
         seen.add(customer_id)
-        key, value, headers = publisher.record(datum)
+        key, value, headers = records.build(datum)
         while True:
             try:
                 producer.produce(
-                    publisher.topic, value=value, key=key, headers=headers, on_delivery=delivered
+                    records.topic, value=value, key=key, headers=headers, on_delivery=delivered
                 )
                 break
             except BufferError:

@@ -26,11 +26,11 @@ from typing import Any
 from aiohttp import web
 
 from streams.bridge.metrics import Metrics
-from streams.bridge.pii import PiiPolicy
 from streams.bridge.signature import SignatureVerifier
 from streams.kafka.producer import AsyncProducer, Headers, ProducerError
 from streams.models.customer_deleted import EVENT_TYPE, parse_webhook
 from streams.models.errors import ValidationError
+from streams.records import CustomerDeletedRecords
 from streams.settings import Settings
 
 log = logging.getLogger("streams.bridge")
@@ -167,14 +167,13 @@ class Bridge:
         self.verifier = verifier
         self.insecure = verifier is None
         self.metrics = metrics or Metrics()
-        self.pii = PiiPolicy(settings.pii_policy, settings.pii_hash_key)
+        self.records = CustomerDeletedRecords(settings, codec)
         self.max_body = settings.max_body_bytes
         self.deadline = settings.request_deadline_s
         self.retry_after = str(settings.retry_after_s)
         self.customer_deleted_topic = settings.topic(settings.customer_deleted_topic)
         self.dead_letter_topic = settings.topic(settings.dead_letter_topic)
         self.raw_topic = settings.topic(settings.raw_topic) if settings.raw_topic else ""
-        self.fingerprint = codec.fingerprint("CustomerDeleted").hex()
         self.dead_letter_fingerprint = codec.fingerprint("DeadLetter").hex()
         self.draining = False
         self._unauthorized_logged_at = 0.0
@@ -254,25 +253,13 @@ class Bridge:
         self, found: CustomerDeleted, body: bytes, request: web.BaseRequest
     ) -> tuple[str, web.StreamResponse]:
         self.metrics.count_event_type(EVENT_TYPE)
-        datum = self.pii.apply(found.datum)
         try:
-            value = self.codec.encode("CustomerDeleted", datum, topic=self.customer_deleted_topic)
+            key, value, headers = self.records.build(found.datum)
         except ValidationError as exc:  # parse_webhook should make this impossible
             log.error("a validated customer.deleted did not encode: %s", exc)
             return await self._reject(Rejected(422, exc.code, str(exc)), body, request)
-        headers: Headers = [
-            ("event_type", EVENT_TYPE),
-            ("schema_fingerprint", self.fingerprint),
-        ]
-        sendout_id = _str_header(found.payload.get("id"))
-        if sendout_id:
-            headers.append(("sendout_id", sendout_id))
-        event = found.payload.get("event")
-        event_id = _str_header(event.get("id")) if isinstance(event, dict) else None
-        if event_id:
-            headers.append(("event_id", event_id))
         failure = await self._publish(
-            "customer_deleted", self.customer_deleted_topic, value, found.customer_id, headers
+            "customer_deleted", self.customer_deleted_topic, value, key, headers
         )
         if failure is not None:
             return "unavailable", failure
