@@ -33,6 +33,9 @@ Headers = list[tuple[str, str | bytes | None]]
 DEFAULT_CONFIG: dict[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
+    # Java's (and aiokafka's, so Faust's) partitioner: a customer id lands in the same partition
+    # whoever produces it, which the worker's co-partitioned dedup table relies on.
+    "partitioner": "murmur2_random",
     # Batch concurrent requests together without adding noticeable latency.
     "linger.ms": 2,
     "compression.type": "lz4",
