@@ -1,0 +1,21 @@
+"""Referral agent: referral deltas (keyed dimension:key) -> referral table -> analytics topic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.agents import Topology, aggregate
+from streams.domain.deltas import REFERRAL_COUNTERS
+
+
+def register(topo: Topology) -> Any:
+    return aggregate.register(
+        topo.app,
+        name=f"{topo.settings.app_id}.referrals",
+        source=topo.referral_deltas,
+        table=topo.referrals,
+        out=topo.referral_out,
+        codec=topo.codec,
+        schema="ReferralImpact",
+        names=REFERRAL_COUNTERS,
+    )

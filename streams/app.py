@@ -1,0 +1,172 @@
+"""The Faust worker: `faust -A streams.app worker -l info` or `voucherify-streams worker`.
+
+Topology (all topic names prefixed by STREAMS_TOPIC_PREFIX):
+
+    voucherify.customer.deleted (Avro CustomerDeleted, keyed by customer id)
+      -> agent dedup [table seen-customers, partitioned like the input]
+           -> <app_id>-loyalty-deltas  (keyed "<dimension>:<key>", one message per key touched)
+                -> agent loyalty  [table loyalty-points-lost]  -> analytics.loyalty-points-lost
+           -> <app_id>-referral-deltas (keyed "<dimension>:<key>")
+                -> agent referrals [table referral-impact]     -> analytics.referral-impact
+           -> analytics.customer-deletions (CustomerDeletion facts, keyed by customer id)
+
+Exactness does not rest on Faust's `exactly_once` (whose transactional producer is picked by the
+*destination* partition, so re-keyed sends are not atomic with the source offsets and fail when
+that partition is owned by another worker). Faust runs at-least-once; the dedup table remembers
+the offset that counted each customer, and every aggregate value carries the offsets it has
+applied per source, so redelivery and replay after a crash change nothing
+(see streams.domain.state). STREAMS_PROCESSING_GUARANTEE=exactly_once (default) keeps that
+protection; at_least_once is accepted and behaves the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+import faust
+
+from streams.agents import Topology
+from streams.agents import dedup as dedup_agent
+from streams.agents import loyalty as loyalty_agent
+from streams.agents import referrals as referral_agent
+from streams.models.serializers.avro import get_codec
+from streams.settings import SETTINGS, Settings
+from streams.tables import loyalty as loyalty_table
+from streams.tables import referrals as referral_table
+from streams.tables import seen as seen_table
+from streams.web import views
+
+log = logging.getLogger(__name__)
+
+_FAUST_LEVELS = {
+    "debug": "debug",
+    "info": "info",
+    "warning": "warn",
+    "warn": "warn",
+    "error": "error",
+    "critical": "crit",
+    "crit": "crit",
+}
+_RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+
+
+INTERNAL = ("input-rekeyed", "loyalty-deltas", "referral-deltas")
+
+
+def broker_url(bootstrap_servers: str) -> str:
+    return ";".join(f"kafka://{h.strip()}" for h in bootstrap_servers.split(",") if h.strip())
+
+
+def canonical_url(settings: Settings) -> str:
+    host = settings.web_host
+    if host in {"0.0.0.0", "::", ""}:
+        host = socket.gethostname()
+    return f"http://{host}:{settings.web_port}"
+
+
+def store_url(settings: Settings) -> str:
+    # faust-streaming's rocksdb:// store uses rocksdict when python-rocksdb is absent.
+    return settings.store
+
+
+def build_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=broker_url(settings.bootstrap_servers),
+        store=store_url(settings),
+        datadir=settings.data_dir,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=canonical_url(settings),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        processing_guarantee="at_least_once",  # see the module docstring
+        table_standby_replicas=settings.standby_replicas,
+        consumer_auto_offset_reset="earliest",
+        autodiscover=False,
+        web_enabled=True,
+    )
+    parts, repl = settings.topic_partitions, settings.topic_replication
+    internal: dict[str, Any] = {"partitions": parts, "replicas": repl, "internal": True, **_RAW}
+
+    def topic(name: str, **kw: Any) -> faust.TopicT:
+        return app.topic(settings.topic(name), **{**_RAW, "partitions": parts, **kw})
+
+    topo = Topology(
+        settings=settings,
+        app=app,
+        codec=get_codec(settings),
+        input=topic(settings.customer_deleted_topic),
+        input_rekeyed=app.topic(settings.topic(f"{settings.app_id}-input-rekeyed"), **internal),
+        loyalty_deltas=app.topic(settings.topic(f"{settings.app_id}-loyalty-deltas"), **internal),
+        referral_deltas=app.topic(settings.topic(f"{settings.app_id}-referral-deltas"), **internal),
+        loyalty_out=topic(settings.loyalty_topic),
+        referral_out=topic(settings.referral_topic),
+        deletions_out=topic(settings.deletions_topic),
+        seen=seen_table.create(app, settings),
+        loyalty=loyalty_table.create(app, settings),
+        referrals=referral_table.create(app, settings),
+        agents={},
+    )
+    topo.agents["dedup"] = dedup_agent.register(topo)
+    topo.agents["loyalty"] = loyalty_agent.register(topo)
+    topo.agents["referrals"] = referral_agent.register(topo)
+    views.register(topo)
+    app.topology = topo  # type: ignore[attr-defined]
+
+    @app.on_worker_init.connect
+    def _create_topics(*args: Any, **kwargs: Any) -> None:
+        ensure_external_topics(settings)
+
+    return app
+
+
+def ensure_external_topics(settings: Settings) -> list[str]:
+    """Create the topics when missing (outputs of totals compacted), before Faust subscribes:
+    a topic missing at subscription would be ignored."""
+    from streams.kafka.admin import TopicSpec, ensure_topics
+
+    p, r = settings.topic_partitions, settings.topic_replication
+    compacted = {"cleanup.policy": "compact"}
+    return ensure_topics(
+        settings.bootstrap_servers,
+        [
+            TopicSpec(settings.topic(settings.customer_deleted_topic), p, r),
+            TopicSpec(settings.topic(settings.loyalty_topic), p, r, compacted),
+            TopicSpec(settings.topic(settings.referral_topic), p, r, compacted),
+            TopicSpec(settings.topic(settings.deletions_topic), p, r),
+            *(TopicSpec(settings.topic(f"{settings.app_id}-{name}"), p, r) for name in INTERNAL),
+        ],
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes `Settings.from_env()` return `settings` again."""
+    env: dict[str, str] = {}
+    for s in SETTINGS:
+        value = getattr(settings, s.attr)
+        if isinstance(value, bool):
+            env[s.env] = "true" if value else "false"
+        elif isinstance(value, tuple):
+            env[s.env] = ",".join(value)
+        else:
+            env[s.env] = str(value)
+    return env
+
+
+def run(settings: Settings) -> int:
+    """Run the worker for this module's app with `settings` (exec's the faust CLI)."""
+    env = {**os.environ, **settings_env(settings)}
+    level = _FAUST_LEVELS.get(settings.log_level.lower(), "info")
+    argv = [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", level]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvpe(argv[0], argv, env)
+    return 0  # not reached
+
+
+app = build_app(Settings.from_env())

@@ -1,0 +1,74 @@
+"""Compact binary formats of the worker's internal messages and table values, and the
+idempotent apply that makes the per-key totals exact under at-least-once delivery.
+
+A re-keyed delta message carries three counters, T in epoch millis, and its origin: `source`
+(the dedup input partition, tagged with the topic) and that record's offset. Re-processing
+after a crash re-sends the very same (source, offset) pairs in the same order, so a key's value
+keeps, per source, the highest offset applied and skips anything at or below it.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+_DELTA = struct.Struct(">qqqqiq")
+_HEAD = struct.Struct(">qqqq")
+_MARK = struct.Struct(">iq")
+
+
+def pack_delta(counters: tuple[int, int, int], t_ms: int, source: int, offset: int) -> bytes:
+    return _DELTA.pack(counters[0], counters[1], counters[2], t_ms, source, offset)
+
+
+def unpack_delta(data: bytes) -> tuple[int, int, int, int, int, int]:
+    """(c0, c1, c2, t_ms, source, offset)"""
+    return _DELTA.unpack(data)  # type: ignore[return-value]
+
+
+def pack_mark(source: int, offset: int) -> bytes:
+    """The dedup table's value: where a customer id was first counted."""
+    return _MARK.pack(source, offset)
+
+
+@dataclass
+class KeyState:
+    """A key's totals plus, per source, the highest offset already applied."""
+
+    c0: int = 0
+    c1: int = 0
+    c2: int = 0
+    updated_ms: int = 0
+    marks: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def unpack(cls, data: bytes | None) -> KeyState:
+        if not data:
+            return cls()
+        c0, c1, c2, t = _HEAD.unpack_from(data, 0)
+        marks = {}
+        for pos in range(_HEAD.size, len(data), _MARK.size):
+            src, off = _MARK.unpack_from(data, pos)
+            marks[src] = off
+        return cls(c0, c1, c2, t, marks)
+
+    def pack(self) -> bytes:
+        parts = [_HEAD.pack(self.c0, self.c1, self.c2, self.updated_ms)]
+        parts.extend(_MARK.pack(s, o) for s, o in sorted(self.marks.items()))
+        return b"".join(parts)
+
+    def apply(self, c0: int, c1: int, c2: int, t_ms: int, source: int, offset: int) -> bool:
+        """Add a delta unless this (source, offset) was applied already; True when added."""
+        if self.marks.get(source, -1) >= offset:
+            return False
+        self.marks[source] = offset
+        self.c0 += c0
+        self.c1 += c1
+        self.c2 += c2
+        if t_ms > self.updated_ms:
+            self.updated_ms = t_ms
+        return True
+
+    @property
+    def counters(self) -> tuple[int, int, int]:
+        return (self.c0, self.c1, self.c2)

@@ -1,0 +1,1 @@
+"""Worker web views on Faust's web server."""

@@ -1,0 +1,126 @@
+"""`GET /analytics/loyalty` and `GET /analytics/referrals`: JSON {dimension: {key: {counter: n}}}.
+
+Each worker holds the active partitions of the tables assigned to it. A request gathers the
+answer from every worker that holds partitions (its own part locally, the others' with
+`?local=1` over HTTP), so any worker answers for the whole app. Keys are filtered to the
+partitions the worker actively owns, so standby copies never count twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import UTC
+from typing import Any
+
+import aiohttp
+import faust
+from aiokafka.partitioner import murmur2
+from faust.web import Request, Response, View
+
+from streams.agents import Topology
+from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS, from_millis
+from streams.domain.state import KeyState
+
+log = logging.getLogger(__name__)
+
+Nested = dict[str, dict[str, dict[str, Any]]]
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition aiokafka's default partitioner (Java's murmur2) gives `key`."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def render(items: Iterable[tuple[bytes, bytes]], names: tuple[str, str, str]) -> Nested:
+    out: Nested = {}
+    for key, value in items:
+        dim, _, k = key.decode().partition(":")
+        st = KeyState.unpack(value)
+        out.setdefault(dim, {})[k] = {
+            names[0]: st.c0,
+            names[1]: st.c1,
+            names[2]: st.c2,
+            "updated_at": from_millis(st.updated_ms).astimezone(UTC).isoformat(),
+        }
+    return out
+
+
+def _merge(into: Nested, part: Nested) -> None:
+    for dim, keys in part.items():
+        into.setdefault(dim, {}).update(keys)
+
+
+def _owners(app: faust.App, changelog: str) -> dict[str, set[int]]:
+    owners: dict[str, set[int]] = {}
+    distribution = app.assignor.changelog_distribution  # type: ignore[attr-defined]
+    for url, tps in distribution.items():
+        parts = tps.get(changelog)
+        if parts:
+            owners[str(url).rstrip("/")] = set(parts)
+    return owners
+
+
+def local_view(app: faust.App, table: Any, names: tuple[str, str, str]) -> Nested:
+    changelog = table.changelog_topic.get_topic_name()
+    me = str(app.conf.canonical_url).rstrip("/")
+    mine = _owners(app, changelog).get(me, set())
+    n = table.partitions or app.conf.topic_partitions
+    items = [(k, v) for k, v in table.data.items() if partition_of(k, n) in mine]
+    return render(items, names)
+
+
+async def gathered_view(
+    app: faust.App, table: Any, names: tuple[str, str, str], path: str
+) -> tuple[Nested, list[str]]:
+    """The whole table from all owners; the second item lists owners that did not answer."""
+    changelog = table.changelog_topic.get_topic_name()
+    me = str(app.conf.canonical_url).rstrip("/")
+    out = local_view(app, table, names)
+    peers = [url for url in _owners(app, changelog) if url != me]
+    failed: list[str] = []
+    if peers:
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+
+            async def fetch(url: str) -> Nested | None:
+                try:
+                    async with session.get(f"{url}{path}", params={"local": "1"}) as resp:
+                        resp.raise_for_status()
+                        data: Nested = await resp.json()
+                        return data
+                except Exception as exc:
+                    log.warning("view: %s did not answer: %s", url, exc)
+                    return None
+
+            for url, part in zip(peers, await asyncio.gather(*map(fetch, peers)), strict=True):
+                if part is None:
+                    failed.append(url)
+                else:
+                    _merge(out, part)
+    return out, failed
+
+
+def register(topo: Topology) -> None:
+    app = topo.app
+    for path, table, names in (
+        ("/analytics/loyalty", topo.loyalty, LOYALTY_COUNTERS),
+        ("/analytics/referrals", topo.referrals, REFERRAL_COUNTERS),
+    ):
+        _add(app, path, table, names)
+
+
+def _add(app: faust.App, path: str, table: Any, names: tuple[str, str, str]) -> None:
+    async def get(self: View, request: Request) -> Response:
+        if request.query.get("local") == "1":
+            return self.json(local_view(app, table, names))
+        data, failed = await gathered_view(app, table, names, path)
+        if failed:
+            return self.json(
+                {"error": "some workers did not answer", "workers": failed}, status=503
+            )
+        return self.json(data)
+
+    name = path.strip("/").replace("/", "-")
+    app.page(path, name=name)(type(name, (View,), {"get": get}))

@@ -1,0 +1,34 @@
+"""The aggregation agents under Faust's `agent.test_context()` (no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from streams.app import build_app
+from streams.domain.state import KeyState, pack_delta
+from streams.settings import Settings
+
+
+@pytest.fixture
+def topo(tmp_path: Any) -> Any:
+    s = Settings.from_env({}, store="memory://", app_id="unit", data_dir=str(tmp_path))
+    app = build_app(s)
+    app.finalize()
+    app.conf.store = "memory://"
+    return app.topology
+
+
+def test_loyalty_agent_applies_each_origin_once(topo: Any) -> None:
+    async def scenario() -> KeyState:
+        async with topo.agents["loyalty"].test_context() as agent:
+            await agent.put(pack_delta((10, 1, 1), 1000, 0, 5), key=b"total:all")
+            await agent.put(pack_delta((10, 1, 1), 1000, 0, 5), key=b"total:all")  # replay
+            await agent.put(pack_delta((3, 1, 0), 2000, 2, 1), key=b"total:all")
+            return KeyState.unpack(topo.loyalty[b"total:all"])
+
+    st = asyncio.run(scenario())
+    assert st.counters == (13, 2, 1)
+    assert st.updated_ms == 2000
