@@ -138,7 +138,7 @@ def ensure_external_topics(settings: Settings) -> list[str]:
             TopicSpec(settings.topic(settings.customer_deleted_topic), p, r),
             TopicSpec(settings.topic(settings.loyalty_topic), p, r, compacted),
             TopicSpec(settings.topic(settings.referral_topic), p, r, compacted),
-            TopicSpec(settings.topic(settings.deletions_topic), p, r),
+            TopicSpec(settings.topic(settings.deletions_topic), p, r, compacted),
             *(TopicSpec(settings.topic(f"{settings.app_id}-{name}"), p, r) for name in INTERNAL),
         ],
     )

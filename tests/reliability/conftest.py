@@ -116,3 +116,23 @@ def record_figures(name: str, figures: dict[str, Any]) -> None:
     data = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
     data[name] = {**figures, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     FIGURES.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def fact_counts(settings: Settings) -> tuple[int, int]:
+    """(distinct customers with a CustomerDeletion fact, repeated facts). A crash may repeat a
+    fact; a repeat must be identical to the first (the topic is compacted by customer id)."""
+    codec = get_codec(settings)
+    msgs = read_topic(
+        settings.bootstrap_servers, settings.topic(settings.deletions_topic), timeout=60, idle=5
+    )
+    first: dict[bytes, Any] = {}
+    repeats = 0
+    for m in msgs:
+        datum = codec.decode(m.value() or b"")[1]
+        key = m.key() or b""
+        if key in first:
+            assert first[key] == datum, f"a repeated fact for {key!r} differs"
+            repeats += 1
+        else:
+            first[key] = datum
+    return len(first), repeats
