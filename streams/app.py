@@ -13,10 +13,11 @@ Topology (all topic names prefixed by STREAMS_TOPIC_PREFIX):
 Exactness does not rest on Faust's `exactly_once` (whose transactional producer is picked by the
 *destination* partition, so re-keyed sends are not atomic with the source offsets and fail when
 that partition is owned by another worker). Faust runs at-least-once; the dedup table remembers
-the offset that counted each customer, and every aggregate value carries the offsets it has
-applied per source, so redelivery and replay after a crash change nothing
-(see streams.domain.state). STREAMS_PROCESSING_GUARANTEE=exactly_once (default) keeps that
-protection; at_least_once is accepted and behaves the same.
+the offset that counted each customer, so a duplicate delivery is never counted twice, and with
+STREAMS_PROCESSING_GUARANTEE=exactly_once (default) every aggregate value also carries the offsets
+it has applied per source, so redelivery and replay after a crash change nothing (see
+streams.domain.state). With at_least_once the aggregates skip that bookkeeping: cheaper, but a
+worker crash can count the deltas of its last uncommitted records again.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ def register(
     codec: Any,
     schema: str,
     names: tuple[str, str, str],
+    exact: bool = True,
 ) -> Any:
     out_name = out.get_topic_name()
     send = out.send
@@ -48,7 +49,7 @@ def register(
             key = event.key
             c0, c1, c2, t_ms, src, off = unpack_delta(event.value)
             st = KeyState.unpack(table.get(key))
-            st.apply(c0, c1, c2, t_ms, src, off)
+            st.apply(c0, c1, c2, t_ms, src, off, exact)
             table[key] = st.pack()
             await send(key=key, value=encode(schema, output_record(names, key, st), topic=out_name))
 

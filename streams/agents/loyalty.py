@@ -17,5 +17,6 @@ def register(topo: Topology) -> Any:
         out=topo.loyalty_out,
         codec=topo.codec,
         schema="LoyaltyPointsLost",
+        exact=topo.settings.processing_guarantee == "exactly_once",
         names=LOYALTY_COUNTERS,
     )

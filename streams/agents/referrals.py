@@ -17,5 +17,6 @@ def register(topo: Topology) -> Any:
         out=topo.referral_out,
         codec=topo.codec,
         schema="ReferralImpact",
+        exact=topo.settings.processing_guarantee == "exactly_once",
         names=REFERRAL_COUNTERS,
     )

@@ -57,11 +57,18 @@ class KeyState:
         parts.extend(_MARK.pack(s, o) for s, o in sorted(self.marks.items()))
         return b"".join(parts)
 
-    def apply(self, c0: int, c1: int, c2: int, t_ms: int, source: int, offset: int) -> bool:
-        """Add a delta unless this (source, offset) was applied already; True when added."""
-        if self.marks.get(source, -1) >= offset:
-            return False
-        self.marks[source] = offset
+    def apply(
+        self, c0: int, c1: int, c2: int, t_ms: int, source: int, offset: int, exact: bool = True
+    ) -> bool:
+        """Add a delta unless this (source, offset) was applied already; True when added.
+
+        With `exact=False` (at_least_once) every delta is added and no offsets are kept: a
+        replay after a crash counts again.
+        """
+        if exact:
+            if self.marks.get(source, -1) >= offset:
+                return False
+            self.marks[source] = offset
         self.c0 += c0
         self.c1 += c1
         self.c2 += c2

@@ -126,3 +126,10 @@ def test_key_state_idempotent_and_roundtrip() -> None:
     again = KeyState.unpack(st.pack())
     assert again == st
     assert unpack_delta(pack_delta((1, 2, 3), 4, 5, 6)) == (1, 2, 3, 4, 5, 6)
+
+
+def test_key_state_at_least_once_counts_replays() -> None:
+    st = KeyState()
+    assert st.apply(5, 1, 1, 100, 0, 7, exact=False)
+    assert st.apply(5, 1, 1, 100, 0, 7, exact=False)
+    assert st.counters == (10, 2, 2) and st.marks == {}
