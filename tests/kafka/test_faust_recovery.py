@@ -36,7 +36,7 @@ def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         STREAMS_TOPIC_PREFIX=settings.topic_prefix,
         STREAMS_DATA_DIR=settings.data_dir,
         STREAMS_WEB_PORT=str(_free_port()),
-        STREAMS_PROCESSING_GUARANTEE="at_least_once",
+        STREAMS_PROCESSING_GUARANTEE=settings.processing_guarantee,
     )
     cwd = Path(__file__).resolve().parent
     with open(log, "ab") as out:
@@ -71,7 +71,9 @@ def _outputs(settings: Settings, n: int) -> list[str]:
     return [(m.value() or b"").decode() for m in msgs]
 
 
-def test_table_recovers_from_changelog(settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_table_recovers_from_changelog(settings: Settings, tmp_path: Path, guarantee: str) -> None:
+    settings = settings.with_(processing_guarantee=guarantee)
     log = tmp_path / "worker.log"
     worker = _start_worker(settings, log)
     try:
