@@ -17,9 +17,7 @@ from typing import Any
 from streams.models import parse_webhook
 from streams.models.serializers.avro import AvroCodec
 
-EXAMPLE = (
-    Path(__file__).resolve().parents[2] / "shared" / "examples" / "customer-deleted.webhook.json"
-)
+EXAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "customer-deleted.webhook.json"
 
 
 def median_us(fn: Callable[[], Any], number: int, repeat: int) -> float:

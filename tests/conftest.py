@@ -19,7 +19,7 @@ from streams.kafka.local import KafkaError, LocalKafka, broker_answers
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT.parent / "shared" / "examples" / "customer-deleted.webhook.json"
+EXAMPLE = ROOT / "tests" / "data" / "customer-deleted.webhook.json"
 CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

@@ -10,9 +10,7 @@ from streams.domain.deltas import deletion_time, plan, totals
 from streams.domain.state import KeyState, pack_delta, unpack_delta
 from streams.models.customer_deleted import parse_webhook
 
-EXAMPLE = (
-    Path(__file__).resolve().parents[3] / "shared" / "examples" / "customer-deleted.webhook.json"
-)
+EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "customer-deleted.webhook.json"
 FB = datetime(2020, 1, 1, tzinfo=UTC)
 
 

@@ -12,9 +12,7 @@ import pytest
 from streams.models.serializers.avro import AvroCodec
 from tests.models.sr_server import Registry, schema_registry
 
-EXAMPLE = (
-    Path(__file__).resolve().parents[3] / "shared" / "examples" / "customer-deleted.webhook.json"
-)
+EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "customer-deleted.webhook.json"
 
 
 @pytest.fixture(scope="session")
