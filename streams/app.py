@@ -30,7 +30,7 @@ from typing import Any
 
 import faust
 
-from streams.agents import Topology
+from streams.agents import Topology, expiry
 from streams.agents import dedup as dedup_agent
 from streams.agents import loyalty as loyalty_agent
 from streams.agents import referrals as referral_agent
@@ -116,6 +116,7 @@ def build_app(settings: Settings) -> faust.App:
     topo.agents["dedup"] = dedup_agent.register(topo)
     topo.agents["loyalty"] = loyalty_agent.register(topo)
     topo.agents["referrals"] = referral_agent.register(topo)
+    expiry.register(topo)
     views.register(topo)
     app.topology = topo  # type: ignore[attr-defined]
 

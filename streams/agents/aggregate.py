@@ -3,7 +3,8 @@
 Each delta message is applied to its key's value unless its (source, offset) was applied already
 (see streams.domain.state); the key's new totals are then sent to the compacted output topic.
 A skipped duplicate re-writes the value and re-emits the totals, which repairs a crash between
-the table write and the output send.
+the table write and the output send. An empty message expires its key: the table entry is deleted
+and a tombstone is sent to the compacted output topic (see streams.agents.expiry).
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ def register(
     async def aggregate(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
             key = event.key
+            if not event.value:
+                if table.get(key) is not None:
+                    del table[key]
+                    await send(key=key, value=None)
+                continue
             c0, c1, c2, t_ms, src, off = unpack_delta(event.value)
             st = KeyState.unpack(table.get(key))
             st.apply(c0, c1, c2, t_ms, src, off, exact)

@@ -202,6 +202,15 @@ def day_closed_before(t: datetime, cutoff: datetime) -> bool:
     return start + timedelta(days=1) <= cutoff
 
 
+def expired_days(now: datetime, retention: timedelta, lookback_days: int = 30) -> list[str]:
+    """The `day` keys whose window closed longer than `retention` ago, newest first, going back
+    `lookback_days` (the expiry timer runs hourly, so a short look-back suffices)."""
+    cutoff = now - retention
+    last = cutoff.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    last -= timedelta(days=1)  # the newest day that ended at or before the cutoff
+    return [day_key(last - timedelta(days=i)) for i in range(lookback_days)]
+
+
 def totals(datums: list[dict[str, Any]], fallback: datetime | None = None) -> dict[str, Any]:
     """Reference model: exact totals over deletions, each customer id counted once (first wins).
 

@@ -32,3 +32,17 @@ def test_loyalty_agent_applies_each_origin_once(topo: Any) -> None:
     st = asyncio.run(scenario())
     assert st.counters == (13, 2, 1)
     assert st.updated_ms == 2000
+
+
+def test_empty_message_expires_a_key(topo: Any) -> None:
+    async def scenario() -> tuple[Any, Any]:
+        async with topo.agents["loyalty"].test_context() as agent:
+            await agent.put(pack_delta((7, 1, 0), 1000, 0, 1), key=b"day:2020-01-01")
+            await agent.put(pack_delta((5, 1, 0), 1000, 0, 2), key=b"day:2020-01-02")
+            await agent.put(b"", key=b"day:2020-01-01")
+            await agent.put(b"", key=b"day:1999-01-01")  # unknown key: nothing to do
+            return topo.loyalty.get(b"day:2020-01-01"), topo.loyalty.get(b"day:2020-01-02")
+
+    gone, kept = asyncio.run(scenario())
+    assert gone is None
+    assert KeyState.unpack(kept).counters == (5, 1, 0)

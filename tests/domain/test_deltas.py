@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from streams.domain.deltas import deletion_time, plan, totals
+from streams.domain.deltas import deletion_time, expired_days, plan, totals
 from streams.domain.state import KeyState, pack_delta, unpack_delta
 from streams.models.customer_deleted import parse_webhook
 
@@ -131,3 +131,18 @@ def test_key_state_at_least_once_counts_replays() -> None:
     assert st.apply(5, 1, 1, 100, 0, 7, exact=False)
     assert st.apply(5, 1, 1, 100, 0, 7, exact=False)
     assert st.counters == (10, 2, 2) and st.marks == {}
+
+
+def test_expired_days_are_those_closed_before_the_retention() -> None:
+    now = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
+    days = expired_days(now, timedelta(days=400), lookback_days=3)
+    # 400 days before now is 2025-10-22 05:00; 2025-10-21 ended at 2025-10-22 00:00.
+    assert days == ["2025-10-21", "2025-10-20", "2025-10-19"]
+    t = datetime(2025, 10, 21, 12, tzinfo=UTC)
+    assert plan(_datum_at(t), FB, now, timedelta(days=400)).loyalty == [
+        d for d in plan(_datum_at(t), FB).loyalty if d[0] != "day"
+    ]
+
+
+def _datum_at(t: datetime) -> dict[str, object]:
+    return {"created_at": t, "data": {"customer": {"id": "cust_1", "loyalty": {"points": 3}}}}
