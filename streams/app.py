@@ -30,7 +30,7 @@ from typing import Any
 
 import faust
 
-from streams.agents import Topology, expiry
+from streams.agents import Topology, expiry, watchdog
 from streams.agents import dedup as dedup_agent
 from streams.agents import loyalty as loyalty_agent
 from streams.agents import referrals as referral_agent
@@ -117,6 +117,13 @@ def build_app(settings: Settings) -> faust.App:
     topo.agents["loyalty"] = loyalty_agent.register(topo)
     topo.agents["referrals"] = referral_agent.register(topo)
     expiry.register(topo)
+    watchdog.register(
+        topo,
+        [
+            t.get_topic_name()
+            for t in (topo.input, topo.input_rekeyed, topo.loyalty_deltas, topo.referral_deltas)
+        ],
+    )
     views.register(topo)
     app.topology = topo  # type: ignore[attr-defined]
 

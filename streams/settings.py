@@ -268,6 +268,14 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         ("worker",),
     ),
+    Setting(
+        "stall_timeout_s",
+        "STREAMS_STALL_TIMEOUT_S",
+        300.0,
+        "Exit (to be restarted) after consuming nothing this long while records wait; 0: off.",
+        float,
+        ("worker",),
+    ),
 )
 
 _BY_ATTR = {s.attr: s for s in SETTINGS}
@@ -311,6 +319,7 @@ class Settings:
     data_dir: str = "./.streams-data"
     day_retention_days: int = 400
     standby_replicas: int = 1
+    stall_timeout_s: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -31,7 +31,9 @@ FIGURES = Path(
 
 @pytest.fixture
 def rsettings(settings: Settings) -> Settings:
-    return settings.with_(webhook_secret=(SECRET,), topic_partitions=6, log_level="warning")
+    return settings.with_(
+        webhook_secret=(SECRET,), topic_partitions=6, log_level="warning", stall_timeout_s=20
+    )
 
 
 @pytest.fixture

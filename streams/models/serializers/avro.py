@@ -27,7 +27,8 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
 from streams.models.errors import DecodeError, ValidationError
-from streams.models.serializers.writer import Unsupported, Writer, compile_writer
+from streams.models.serializers import codegen
+from streams.models.serializers.writer import Unsupported, Writer
 from streams.settings import Settings
 
 __all__ = [
@@ -116,9 +117,9 @@ def load_schema_file(path: Path) -> dict[str, Any]:
 
 
 def _writer_for(parsed: dict[str, Any]) -> Writer:
-    """The compiled writer of `parsed`, or fastavro's where the compiler declines."""
+    """The generated writer of `parsed`, or fastavro's where the generator declines."""
     try:
-        return compile_writer(parsed)
+        return codegen.compile_writer(parsed)
     except Unsupported:
 
         def write(buf: bytearray, datum: Any) -> None:

@@ -1,0 +1,35 @@
+"""The stall watchdog's lag probe against the real broker."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from streams.agents.watchdog import group_lag
+from streams.kafka.admin import TopicSpec, ensure_topics
+from streams.settings import Settings
+
+pytestmark = pytest.mark.kafka
+
+
+def test_group_lag_counts_uncommitted_records(settings: Settings) -> None:
+    topic = settings.topic("watchdog")
+    ensure_topics(settings.bootstrap_servers, [TopicSpec(topic, 2)])
+    assert group_lag(settings.bootstrap_servers, settings.app_id, [topic]) == 0
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    for i in range(5):
+        producer.produce(topic, value=b"x", partition=i % 2)
+    assert producer.flush(30) == 0
+    assert group_lag(settings.bootstrap_servers, settings.app_id, [topic]) == 5
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": settings.app_id,
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.commit(offsets=[TopicPartition(topic, 0, 2)], asynchronous=False)
+    consumer.close()
+    assert group_lag(settings.bootstrap_servers, settings.app_id, [topic]) == 3
+    assert group_lag("localhost:1", settings.app_id, [topic], timeout=1) is None
