@@ -138,3 +138,16 @@ def fact_counts(settings: Settings) -> tuple[int, int]:
         else:
             first[key] = datum
     return len(first), repeats
+
+
+def view_diff(got: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """Every (section, dimension, key) whose counters differ: `got` vs `expected`."""
+    out = []
+    for section in sorted(set(got) | set(expected)):
+        g, e = got.get(section, {}), expected.get(section, {})
+        for dim in sorted(set(g) | set(e)):
+            gd, ed = g.get(dim, {}), e.get(dim, {})
+            for key in sorted(set(gd) | set(ed)):
+                if gd.get(key) != ed.get(key):
+                    out.append(f"{section}/{dim}/{key}: got {gd.get(key)}, expected {ed.get(key)}")
+    return out

@@ -26,6 +26,7 @@ from .conftest import (
     record_figures,
     start_bridge,
     start_worker,
+    view_diff,
     wait_for_totals,
 )
 
@@ -90,7 +91,7 @@ def test_broker_restart_during_load(
 
     expected = expected_totals(acked)
     got = wait_for_totals(worker, expected, timeout=300)
-    assert got == expected
+    assert not view_diff(got, expected), (view_diff(got, expected)[:20], worker.tail(3000))
     customers = expected["loyalty"]["total"]["all"]["customers"]
     facts, repeated_facts = fact_counts(settings)
     assert facts == customers, "a customer has no CustomerDeletion fact"
