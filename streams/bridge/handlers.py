@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 import traceback
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ DEAD_LETTER_HEADERS = ("content-type", "content-length", "user-agent", SIGNATURE
 UNAUTHORIZED_LOG_INTERVAL_S = 10.0
 
 _JSON = "application/json"
+_JSON_HEADERS = {"Content-Type": _JSON}
 _METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -53,15 +53,17 @@ try:  # orjson parses ~4x faster than json; used only where its result is exactl
 except ImportError:  # pragma: no cover
     _orjson_loads = None
 
-# orjson turns integers beyond 64 bits into floats (json keeps them exact): bodies with such
-# long digit runs take the json path.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# orjson turns integers beyond 64 bits into floats (json keeps them exact): bodies with a run
+# of 19 or more ASCII digits take the json path. Found by mapping every digit to "0" and
+# everything else to "x", then searching for 19 "0"s: ~10x cheaper than re's [0-9]{19} scan.
+_DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x78 for b in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
 
 
 def loads(body: bytes) -> Any:
     """json.loads semantics, faster: orjson for the common body, json for anything orjson
     rejects (NaN/Infinity literals, lone surrogates, deep nesting) or might parse lossily."""
-    if _orjson_loads is not None and _LONG_DIGITS.search(body) is None:
+    if _orjson_loads is not None and _LONG_DIGIT_RUN not in body.translate(_DIGITS_TO_ZERO):
         try:
             return _orjson_loads(body)
         except ValueError:
@@ -145,6 +147,50 @@ def _str_header(value: Any) -> str | None:
 # --- handlers ---------------------------------------------------------------------------------
 
 
+class _Deadlines:
+    """The request deadline of every in-flight webhook on one timer.
+
+    `asyncio.timeout` costs a timer handle per request (~5 µs with the heap of cancelled ones).
+    Here every request has the same budget, so start order is deadline order: one dict keeps
+    the in-flight tasks oldest first, and one timer, armed for the oldest, cancels whichever
+    have run out when it fires, then re-arms for the oldest left. A task cancelled this way is
+    remembered so its handler can tell the deadline from any other cancellation.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._running: dict[asyncio.Task[Any], float] = {}  # task -> deadline, oldest first
+        self.expired: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, task: asyncio.Task[Any]) -> None:
+        loop = task.get_loop()
+        deadline = loop.time() + self.seconds
+        self._running[task] = deadline
+        if self._timer is None or loop is not self._loop:  # (a bridge served again, new loop)
+            self._loop = loop
+            self._timer = loop.call_at(deadline, self._expire, loop)
+
+    def discard(self, task: asyncio.Task[Any]) -> None:
+        if self._running.pop(task, None) is None:
+            self.expired.discard(task)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time() + 0.001  # the timer may fire a clock tick early
+        late = []
+        for task, deadline in self._running.items():
+            if deadline > now:
+                self._timer = loop.call_at(deadline, self._expire, loop)
+                break
+            late.append(task)
+        for task in late:
+            del self._running[task]
+            self.expired.add(task)
+            task.cancel()
+
+
 class Bridge:
     """The request handlers, sharing one producer, codec, verifier and metrics."""
 
@@ -170,6 +216,7 @@ class Bridge:
         self.records = CustomerDeletedRecords(settings, codec)
         self.max_body = settings.max_body_bytes
         self.deadline = settings.request_deadline_s
+        self._deadlines = _Deadlines(self.deadline)
         self.retry_after = str(settings.retry_after_s)
         self.customer_deleted_topic = settings.topic(settings.customer_deleted_topic)
         self.dead_letter_topic = settings.topic(settings.dead_letter_topic)
@@ -184,9 +231,17 @@ class Bridge:
         metrics = self.metrics
         metrics.in_flight += 1
         start = time.monotonic()
+        task = asyncio.current_task()
+        assert task is not None
+        deadlines = self._deadlines
+        deadlines.add(task)
         try:
-            async with asyncio.timeout(self.deadline):
-                outcome, response = await self._webhook(request)
+            outcome, response = await self._webhook(request)
+        except asyncio.CancelledError:
+            # Ours when the deadline cancelled the task and nobody else did (as asyncio.timeout).
+            if task not in deadlines.expired or task.uncancel() > 0:
+                raise
+            outcome, response = "unavailable", self._unavailable("deadline exceeded")
         except TimeoutError:
             outcome, response = "unavailable", self._unavailable("deadline exceeded")
         except Exception as exc:
@@ -201,6 +256,7 @@ class Bridge:
             outcome, response = "error", _error(500, "internal_error", "internal error")
         finally:
             metrics.in_flight -= 1
+            deadlines.discard(task)
         metrics.requests[outcome] += 1
         metrics.request_latency.observe(time.monotonic() - start)
         return response
@@ -263,7 +319,7 @@ class Bridge:
         )
         if failure is not None:
             return "unavailable", failure
-        return "accepted", web.Response(body=b'{"status":"accepted"}', content_type=_JSON)
+        return "accepted", web.Response(body=b'{"status":"accepted"}', headers=_JSON_HEADERS)
 
     async def _other_event(self, found: OtherEvent, body: bytes) -> tuple[str, web.StreamResponse]:
         self.metrics.count_event_type(found.event_type)

@@ -1,9 +1,12 @@
 """An asyncio-friendly confluent-kafka producer that never blocks the event loop.
 
 One `confluent_kafka.Producer` is shared by every request. `produce()` only enqueues into
-librdkafka's local queue (non-blocking) and returns an asyncio future; a dedicated poll thread
-serves librdkafka's delivery reports and resolves the futures on the event loop, one
-`call_soon_threadsafe` wake-up per poll batch rather than per message.
+librdkafka's local queue (non-blocking) and returns an asyncio future. While records are in
+flight the event loop itself serves librdkafka's delivery reports (a non-blocking `poll(0)`
+every millisecond) and resolves the futures directly: no thread hand-off, no contention for the
+GIL per report. When nothing is in flight (idle, shutting down) a dedicated poll thread serves
+them instead, with error callbacks and the outage probe below; what it collects reaches the
+loop in batches, one `call_soon_threadsafe` wake-up per poll rather than per message.
 
 Broker health: librdkafka's `_ALL_BROKERS_DOWN` error puts the producer into a "down" state in
 which `produce()` fails fast with `ProducerUnavailable` (so callers answer 503 at once instead of
@@ -19,6 +22,7 @@ import contextlib
 import logging
 import threading
 import time
+from _thread import get_ident
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -70,6 +74,9 @@ class _RepeatFilter(logging.Filter):
         return True
 
 
+#: How often the event loop serves delivery reports while records are in flight (s).
+LOOP_POLL_INTERVAL_S = 0.001
+
 librdkafka_log = logging.getLogger("streams.kafka.librdkafka")
 librdkafka_log.addFilter(_RepeatFilter())
 
@@ -114,6 +121,9 @@ class AsyncProducer:
         self._poll_timeout_s = poll_timeout_s
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0  # ident of the loop's thread: reports served there resolve at once
+        # The loop's pending poll while records are in flight (None: the poll thread serves).
+        self._loop_poll: asyncio.TimerHandle | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._flush_timeout_s = 10.0
@@ -132,6 +142,7 @@ class AsyncProducer:
         if self._producer is not None:
             return
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = get_ident()
         config = dict(self._config)
         config.setdefault("error_cb", self._on_error)
         config.setdefault("logger", librdkafka_log)
@@ -151,6 +162,9 @@ class AsyncProducer:
             return self.unflushed_at_close
         self._closed = True
         self._flush_timeout_s = flush_timeout_s
+        if self._loop_poll is not None:
+            self._loop_poll.cancel()
+            self._loop_poll = None
         self._stopping.set()
         thread = self._thread
         if thread is not None and self._loop is not None:
@@ -179,8 +193,9 @@ class AsyncProducer:
             raise ProducerUnavailable(f"producer failed fatally: {self._fatal.str()}")
         if self._down:
             raise ProducerUnavailable("no Kafka broker reachable")
-        assert self._loop is not None
-        fut: asyncio.Future[Message] = self._loop.create_future()
+        loop = self._loop
+        assert loop is not None
+        fut: asyncio.Future[Message] = loop.create_future()
         try:
             producer.produce(
                 topic, value, key, headers=headers, on_delivery=partial(self._on_delivery, fut)
@@ -189,7 +204,21 @@ class AsyncProducer:
             raise QueueFull("local producer queue is full") from None
         except KafkaException as exc:
             raise ProducerUnavailable(str(exc)) from None
+        if self._loop_poll is None:
+            self._loop_poll = loop.call_later(LOOP_POLL_INTERVAL_S, self._poll_on_loop)
         return fut
+
+    def _poll_on_loop(self) -> None:
+        # Runs on the event loop: serves what librdkafka has (never waits), and again shortly
+        # while anything is unacknowledged; then leaves the reports to the poll thread.
+        self._loop_poll = None
+        producer = self._producer
+        if producer is None or self._closed:
+            return
+        producer.poll(0)
+        if len(producer):
+            assert self._loop is not None
+            self._loop_poll = self._loop.call_later(LOOP_POLL_INTERVAL_S, self._poll_on_loop)
 
     async def send(
         self,
@@ -227,7 +256,10 @@ class AsyncProducer:
         last_probe = 0.0
         try:
             while not self._stopping.is_set():
-                producer.poll(self._poll_timeout_s)
+                if self._loop_poll is None:
+                    producer.poll(self._poll_timeout_s)
+                else:  # the loop serves the reports: stay out of its way (and off the GIL)
+                    self._stopping.wait(self._poll_timeout_s)
                 self._dispatch()
                 if self._down and time.monotonic() - last_probe >= self._probe_interval_s:
                     last_probe = time.monotonic()
@@ -256,8 +288,16 @@ class AsyncProducer:
     def _on_delivery(
         self, fut: asyncio.Future[Message], err: KafkaError | None, msg: Message
     ) -> None:
-        # Runs in the poll thread (inside poll/flush).
-        self._reports.append((fut, err, msg))
+        # Runs inside poll/flush: on the loop (resolve now) or in the poll thread (hand over).
+        if get_ident() != self._loop_thread:
+            self._reports.append((fut, err, msg))
+        elif err is None:
+            if not fut.done():
+                fut.set_result(msg)
+            if self._down:
+                self._set_up("a record was acknowledged")
+        elif not fut.done():
+            fut.set_exception(DeliveryFailed(err))
 
     def _dispatch(self) -> None:
         if not self._reports:

@@ -27,7 +27,7 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
 from streams.models.errors import DecodeError, ValidationError
-from streams.models.serializers import codegen
+from streams.models.serializers.codegen import compile_writer as generate_writer
 from streams.models.serializers.writer import Unsupported, Writer
 from streams.settings import Settings
 
@@ -119,7 +119,7 @@ def load_schema_file(path: Path) -> dict[str, Any]:
 def _writer_for(parsed: dict[str, Any]) -> Writer:
     """The generated writer of `parsed`, or fastavro's where the generator declines."""
     try:
-        return codegen.compile_writer(parsed)
+        return generate_writer(parsed)
     except Unsupported:
 
         def write(buf: bytearray, datum: Any) -> None:
