@@ -135,12 +135,17 @@ def build_app(settings: Settings) -> faust.App:
 
 
 def ensure_external_topics(settings: Settings) -> list[str]:
-    """Create the topics when missing (outputs of totals compacted), before Faust subscribes:
-    a topic missing at subscription would be ignored."""
+    """Create the topics when missing, before Faust subscribes: outputs of totals compacted, and
+    the tables' changelogs too (Faust creating those itself on a fresh cluster sometimes reads
+    their metadata too early and crashes the agent with PartitionsMismatch)."""
     from streams.kafka.admin import TopicSpec, ensure_topics
 
     p, r = settings.topic_partitions, settings.topic_replication
     compacted = {"cleanup.policy": "compact"}
+    changelogs = [
+        f"{settings.app_id}-{name}-changelog"
+        for name in (seen_table.NAME, loyalty_table.NAME, referral_table.NAME)
+    ]
     return ensure_topics(
         settings.bootstrap_servers,
         [
@@ -149,6 +154,7 @@ def ensure_external_topics(settings: Settings) -> list[str]:
             TopicSpec(settings.topic(settings.referral_topic), p, r, compacted),
             TopicSpec(settings.topic(settings.deletions_topic), p, r, compacted),
             *(TopicSpec(settings.topic(f"{settings.app_id}-{name}"), p, r) for name in INTERNAL),
+            *(TopicSpec(name, p, r, compacted) for name in changelogs),
         ],
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -46,4 +47,19 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 3
             # Another process may have created it meanwhile: that is fine.
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
+    _wait_for_partitions(admin, {t.topic: t.num_partitions for t in new}, timeout)
     return created
+
+
+def _wait_for_partitions(admin: AdminClient, wanted: dict[str, int], timeout: float) -> None:
+    """Until the metadata shows every new topic with all its partitions: a client that looks
+    too early (Faust checking its changelogs) would see none."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=timeout).topics
+        if all(
+            name in topics and len(topics[name].partitions) == n and topics[name].error is None
+            for name, n in wanted.items()
+        ):
+            return
+        time.sleep(0.1)

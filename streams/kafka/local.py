@@ -178,7 +178,9 @@ class LocalKafka:
         props.write_text(self._properties(data), encoding="utf-8")
         classpath = f"{jars}{os.sep}*"
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = "-"
+            while cluster_id.startswith("-"):  # the storage tool would read it as an option
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run(
                 [
                     java,

@@ -1,0 +1,220 @@
+"""Part 1 — Bridge: sustained signed webhooks/s at concurrency 1, 16 and 64, latency of a 2xx
+(which includes the broker's ack), from bench/loadgen.py (wrk + Lua) in its own process.
+
+Side by side in the same run:
+- (a) the limit: bench/baselines/raw_producer.py — the same Avro bytes through a bare
+  confluent-kafka producer with the bridge's producer settings (pipelined, and one-in-flight);
+- (b) by hand: bench/baselines/fastapi_endpoint.py — FastAPI + confluent-kafka, produce and
+  flush per request (in bench/.venv-fastapi).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from bench import common
+from bench.common import BENCH, CACHE, Broker, log
+
+CONCURRENCY = (1, 16, 64)
+
+
+def loadgen(url: str, bodies: str, conc: int, seconds: float) -> dict[str, Any]:
+    proc = subprocess.run(
+        [
+            common.PY,
+            str(BENCH / "loadgen.py"),
+            "closed",
+            "--url",
+            url,
+            "--bodies",
+            bodies,
+            "-c",
+            str(conc),
+            "-d",
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+    )
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise RuntimeError(f"loadgen failed: {proc.stdout[-2000:]} {proc.stderr[-2000:]}") from None
+
+
+def measure_server(name: str, proc: common.Proc, port: int, bodies: str, seconds: float) -> dict:
+    url = f"http://127.0.0.1:{port}"
+    loadgen(url, bodies, 16, min(3, seconds / 2))  # warm-up
+    out: dict[str, Any] = {}
+    for c in CONCURRENCY:
+        cpu0 = common.cpu_seconds(proc.pid) or 0.0
+        spy = common.profile(proc, f"{name}-c{c}", seconds) if c == CONCURRENCY[-1] else None
+        r = loadgen(url, bodies, c, seconds)
+        common.profile_done(spy)
+        cpu1 = common.cpu_seconds(proc.pid) or 0.0
+        r["server_cpu_s"] = round(cpu1 - cpu0, 2)
+        r["server_cpu_ms_per_req"] = round(1000 * (cpu1 - cpu0) / max(1, r["ok"]), 3)
+        out[str(c)] = r
+        log(
+            f"{name} c={c}: {common.fmt(r['rps'])} req/s p50 {common.fmt(r['p50_ms'], '', 2)} ms"
+            f" p99 {common.fmt(r['p99_ms'], '', 2)} ms p99.9 {common.fmt(r['p999_ms'], '', 2)} ms"
+            f" ({r['non_2xx_or_error']} non-2xx/errors)"
+        )
+        if not proc.alive():
+            raise RuntimeError(f"{name} died:\n{proc.tail()}")
+    return out
+
+
+def raw_producer(broker: Broker, topic: str, bodies: str, mode: str, seconds: float) -> dict:
+    from streams.kafka.admin import TopicSpec, ensure_topics
+
+    ensure_topics(broker.bootstrap, [TopicSpec(topic, 6, 1)])
+    proc = subprocess.run(
+        [
+            common.PY,
+            str(BENCH / "baselines" / "raw_producer.py"),
+            "--bootstrap",
+            broker.bootstrap,
+            "--topic",
+            topic,
+            "--bodies",
+            bodies,
+            "--mode",
+            mode,
+            "--seconds",
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 180,
+        env={**common.os.environ, **common.baseline_env()},
+    )
+    try:
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise RuntimeError(
+            f"raw producer failed: {proc.stdout[-2000:]} {proc.stderr[-2000:]}"
+        ) from None
+    log(f"raw producer {mode}: {r['rps']:.0f} records/s, ack p99 {r['ack_p99_ms']} ms")
+    return r
+
+
+def run(broker: Broker, quick: bool) -> dict[str, Any]:
+    seconds = 2.0 if quick else 20.0
+    n_bodies = 2000 if quick else 20000
+    bodies_path = CACHE / f"bodies-{n_bodies}.tsv"
+    if not bodies_path.exists():
+        common.write_bodies(bodies_path, n_bodies, seed=11)
+    bodies = str(bodies_path)
+    settings = common.settings_for(broker, "bridge")
+    res: dict[str, Any] = {"seconds_per_point": seconds, "bodies": n_bodies}
+    with common.cleanup_topics(settings):
+        # The bridge (the project CLI).
+        port = common.free_port()
+        proc = common.start_bridge(settings, port)
+        try:
+            res["bridge"] = measure_server("bridge", proc, port, bodies, seconds)
+        except Exception as exc:
+            res["bridge"] = {"error": str(exc)[-3000:]}
+            log(f"bridge FAILED: {exc}")
+        finally:
+            proc.stop()
+        # (b) FastAPI by hand.
+        try:
+            py = common.venv_python("fastapi")
+            res["fastapi_versions"] = common.venv_versions(
+                py, ["fastapi", "uvicorn", "uvloop", "httptools", "confluent-kafka"]
+            )
+            topic = settings.topic("fastapi.customer.deleted")
+            from streams.kafka.admin import TopicSpec, ensure_topics
+
+            ensure_topics(broker.bootstrap, [TopicSpec(topic, 6, 1)])
+            port = common.free_port()
+            env = {
+                **common.baseline_env(),
+                "VOUCHERIFY_WEBHOOK_SECRET": common.SECRET,
+                "BENCH_TOPIC": topic,
+                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            }
+            fproc = common.spawn(
+                "fastapi",
+                [str(py), str(BENCH / "baselines" / "fastapi_endpoint.py"), "--port", str(port)],
+                env,
+            )
+            try:
+                common.wait_http(fproc, f"http://127.0.0.1:{port}/readyz", timeout=60)
+                res["fastapi"] = measure_server("fastapi", fproc, port, bodies, seconds)
+            finally:
+                fproc.stop()
+        except Exception as exc:
+            res["fastapi"] = {"error": str(exc)[-3000:]}
+            log(f"fastapi FAILED: {exc}")
+        # (a) the raw producer limit.
+        for mode in ("pipelined", "sync"):
+            try:
+                res[f"raw_{mode}"] = raw_producer(
+                    broker, settings.topic(f"raw.{mode}"), bodies, mode, seconds
+                )
+            except Exception as exc:
+                res[f"raw_{mode}"] = {"error": str(exc)[-3000:]}
+                log(f"raw producer {mode} FAILED: {exc}")
+    res["ratios"] = ratios(res)
+    return res
+
+
+def _rps(res: dict[str, Any], who: str, c: int) -> float | None:
+    return res.get(who, {}).get(str(c), {}).get("rps")
+
+
+def ratios(res: dict[str, Any]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    raw = res.get("raw_pipelined", {}).get("rps")
+    sync = res.get("raw_sync", {}).get("rps")
+    for c in CONCURRENCY:
+        out[f"bridge/fastapi c={c}"] = common.ratio(_rps(res, "bridge", c), _rps(res, "fastapi", c))
+        out[f"bridge/raw-producer c={c}"] = common.ratio(
+            _rps(res, "bridge", c), sync if c == 1 else raw
+        )
+    return out
+
+
+def _n(v: float | None, width: int, digits: int = 2) -> str:
+    return f"{'n/a':>{width}}" if v is None else f"{v:>{width},.{digits}f}"
+
+
+def summary(res: dict[str, Any]) -> list[str]:
+    lines = ["Bridge (closed loop, wrk; latency of a 2xx incl. the broker's ack):"]
+    lines.append(
+        f"  {'server':<9}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
+        f"{'bad':>6}{'cpu ms/req':>12}"
+    )
+    for who in ("bridge", "fastapi"):
+        r = res.get(who, {})
+        if "error" in r:
+            lines.append(f"  {who:<9} FAILED: {common.reason(r['error'])}")
+            continue
+        for c in CONCURRENCY:
+            x = r.get(str(c))
+            if not x:
+                continue
+            lines.append(
+                f"  {who:<9}{c:>5}{_n(x['rps'], 10, 0)}{_n(x['p50_ms'], 9)}{_n(x['p99_ms'], 9)}"
+                f"{_n(x['p999_ms'], 10)}{x['non_2xx_or_error']:>6}"
+                f"{_n(x['server_cpu_ms_per_req'], 12, 3)}"
+            )
+    for mode in ("pipelined", "sync"):
+        r = res.get(f"raw_{mode}", {})
+        if "error" in r:
+            lines.append(f"  raw producer {mode}: FAILED")
+        elif r:
+            lines.append(
+                f"  raw producer ({mode}): {r['rps']:,.0f} records/s, ack p50 "
+                f"{common.fmt(r['ack_p50_ms'], ' ms', 2)} "
+                f"p99 {common.fmt(r['ack_p99_ms'], ' ms', 2)}"
+            )
+    for k, v in res.get("ratios", {}).items():
+        lines.append(f"  ratio {k}: {common.fmt(v, 'x', 2)}")
+    return lines

@@ -1,0 +1,244 @@
+"""Part 6 — Recovery: worker start to ready with 1,000,000 customers in the dedup table.
+
+The dedup table's changelog (`<app id>-seen-customers-changelog`, 6 partitions, compacted) is
+filled directly with N entries in the worker's own format (key: customer id; value:
+streams.domain.state.pack_mark), then `voucherify-streams worker` is started and, at once, six
+probe events (one per input partition) are produced. "Ready" is Faust's own "[^Worker]: Ready"
+log line (info level), logged once the tables are recovered; six more probes are then produced and
+must come out as facts (`first_event_after_ready_s`). `early_probes_counted` says how many of the
+probes produced before ready were counted (all six should be).
+
+Variants: `memory` (STREAMS_STORE=memory://, always restores the whole changelog), `rocksdb-cold`
+(empty data dir: restores the whole changelog into RocksDB), `rocksdb-warm` (restart on the data
+dir the cold run left: RocksDB has it, only the changelog's tail is read), and `empty` (memory,
+no entries: the start-up cost without any restore, for reference).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench import common
+from bench.common import Broker, log
+
+PARTITIONS = 6
+
+
+def fill_changelog(bootstrap: str, topic: str, n: int) -> float:
+    from confluent_kafka import Producer
+
+    from streams.domain.state import pack_mark
+    from streams.kafka.admin import TopicSpec, ensure_topics
+
+    ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, 1, {"cleanup.policy": "compact"})])
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "partitioner": "murmur2_random",
+            "queue.buffering.max.messages": 1_000_000,
+            "log_level": 3,
+        }
+    )
+    t0 = time.monotonic()
+    deadline = t0 + 600
+    for i in range(n):
+        key = f"cust_recovery{i:010d}".encode()
+        while True:
+            try:
+                p.produce(topic, key=key, value=pack_mark(0, i))
+                break
+            except BufferError:
+                p.poll(0.05)
+                if time.monotonic() > deadline:
+                    raise TimeoutError("changelog fill took over 600s") from None
+        if i % 10000 == 0:
+            p.poll(0)
+    if p.flush(120):
+        raise RuntimeError("changelog fill not delivered")
+    return time.monotonic() - t0
+
+
+def probes() -> tuple[list[bytes], list[bytes]]:
+    """One new CustomerDeleted record per input partition (murmur2 like the prefill producer)."""
+    from aiokafka.partitioner import murmur2
+
+    ds = common.dataset(60, duplicates=0.0, seed=time.time_ns(), cache=False)
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    covered: set[int] = set()
+    for k, v in zip(ds.keys, ds.values, strict=True):
+        part = (murmur2(k) & 0x7FFFFFFF) % PARTITIONS
+        if part not in covered:
+            covered.add(part)
+            keys.append(k)
+            values.append(v)
+    return keys, values
+
+
+def start_and_probe(settings: Any, data_dir: Path, name: str, timeout: float) -> dict[str, Any]:
+    from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+
+    facts_topic = settings.topic(settings.deletions_topic)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": f"bench-recovery-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "log_level": 3,
+        }
+    )
+    meta = consumer.list_topics(facts_topic, timeout=10)
+    consumer.assign(
+        [TopicPartition(facts_topic, p, OFFSET_END) for p in meta.topics[facts_topic].partitions]
+    )
+    consumer.consume(1, timeout=1)  # settle the assignment at the end offsets
+    from aiokafka.partitioner import murmur2
+
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "log_level": 3})
+    topic = settings.topic(settings.customer_deleted_topic)
+    producer.list_topics(topic, timeout=10)
+
+    def send_probes() -> set[bytes]:
+        keys, values = probes()
+        for k, v in zip(keys, values, strict=True):
+            part = (murmur2(k) & 0x7FFFFFFF) % PARTITIONS
+            producer.produce(topic, key=k, value=v, partition=part)
+        producer.flush(30)
+        return set(keys)
+
+    seen: set[bytes] = set()
+
+    def wait_facts(want: set[bytes], until: float) -> bool:
+        while time.monotonic() < until and not want <= seen:
+            for m in consumer.consume(100, timeout=0.2):
+                if not m.error():
+                    seen.add(m.key())
+            proc.check()
+        return want <= seen
+
+    proc = common.start_worker(settings, name=name, data_dir=data_dir)
+    t0 = proc.started
+    deadline = t0 + timeout
+    try:
+        early = send_probes()  # arrive while the worker starts and recovers
+        # Ready: Faust's own "[^Worker]: Ready" (logged once its tables are recovered).
+        ready = None
+        while time.monotonic() < deadline:
+            proc.check()
+            if "[^Worker]: Ready" in _tail(proc.log_path):
+                ready = time.monotonic() - t0
+                break
+            time.sleep(0.1)
+        if ready is None:
+            raise TimeoutError(f"not ready within {timeout:.0f}s:\n{proc.tail()}")
+        rss = _rss_mb(proc.pid)
+        t_probe = time.monotonic()
+        late = send_probes()
+        if not wait_facts(late, min(deadline, t_probe + 120)):
+            raise TimeoutError(f"ready, but probes not processed in 120s:\n{proc.tail()}")
+        first_event = time.monotonic() - t_probe
+        wait_facts(early, time.monotonic() + 10)
+    finally:
+        proc.stop(timeout=60)
+        consumer.close()
+    return {
+        "ready_s": round(ready, 2),
+        "first_event_after_ready_s": round(first_event, 2),
+        "rss_mb": rss,
+        # Of the six probes produced right at the start (before ready), how many were counted.
+        "early_probes_counted": len(early & seen),
+    }
+
+
+def _tail(path: Path, size: int = 65536) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - size))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def measure(broker: Broker, label: str, store: str, count: int, timeout: float) -> dict:
+    # Info level: Faust logs its recovery progress (kept in bench/results/logs/).
+    settings = common.settings_for(broker, f"rec-{label}", store=store, log_level="info")
+    data_dir = Path(tempfile.mkdtemp(prefix="vs-bench-data-"))
+    out: dict[str, Any] = {}
+    with common.cleanup_topics(settings):
+        try:
+            common.ensure_topics_for(settings)
+            changelog = f"{settings.app_id}-seen-customers-changelog"
+            fill_s = fill_changelog(broker.bootstrap, changelog, count) if count else 0.0
+            r = start_and_probe(settings, data_dir, f"rec-{label}", timeout)
+            r["fill_s"] = round(fill_s, 1)
+            key = "rocksdb-cold" if label == "rocksdb" else label
+            out[key] = r
+            log(f"recovery {key} ({count:,} customers): ready in {r['ready_s']}s")
+            if label == "rocksdb":
+                r2 = start_and_probe(settings, data_dir, "rec-rocksdb-warm", timeout)
+                out["rocksdb-warm"] = r2
+                log(f"recovery rocksdb-warm ({count:,}): ready in {r2['ready_s']}s")
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    return out
+
+
+def run(broker: Broker, quick: bool) -> dict[str, Any]:
+    n = 10_000 if quick else 1_000_000
+    timeout = 300 if quick else 1200
+    res: dict[str, Any] = {"customers": n}
+    plan = [("empty", "memory://", 0), ("memory", "memory://", n), ("rocksdb", "rocksdb://", n)]
+    for label, store, count in plan:
+        for attempt in range(3):  # again on fresh topics when a Faust agent crashed
+            try:
+                res.update(measure(broker, label, store, count, timeout))
+                break
+            except common.AgentCrashed as exc:
+                res.setdefault("agent_crashes", []).append(str(exc)[:600])
+                log(f"recovery {label}: an agent crashed (attempt {attempt + 1}): {exc}")
+                res[label] = {"error": str(exc)[-3000:]}
+            except Exception as exc:
+                res[label] = {"error": str(exc)[-3000:]}
+                log(f"recovery {label} FAILED: {exc}")
+                break
+    mem = res.get("memory", {}).get("ready_s")
+    res["ratios"] = {
+        "rocksdb-cold / memory": common.ratio(res.get("rocksdb-cold", {}).get("ready_s"), mem),
+        "rocksdb-warm / memory": common.ratio(res.get("rocksdb-warm", {}).get("ready_s"), mem),
+    }
+    return res
+
+
+def summary(res: dict[str, Any]) -> list[str]:
+    lines = [f"Recovery (start -> ready, {res['customers']:,} customers in the dedup table):"]
+    for key in ("empty", "memory", "rocksdb-cold", "rocksdb-warm", "rocksdb"):
+        r = res.get(key)
+        if r is None:
+            continue
+        if "error" in r:
+            lines.append(f"  {key:<13} FAILED: {common.reason(r['error'])}")
+        else:
+            lines.append(
+                f"  {key:<13} {r['ready_s']:>7.1f} s   (rss {r['rss_mb']} MB; probes sent before"
+                f" ready counted: {r['early_probes_counted']}/6)"
+            )
+    for k, v in res.get("ratios", {}).items():
+        lines.append(f"  ratio {k}: {common.fmt(v, 'x', 2)}")
+    return lines

@@ -1,0 +1,206 @@
+"""The benchmark suite, one command (see docs/BENCHMARKS.md):
+
+    python bench/run.py [--quick] [--only bridge,worker,e2e,scale,codec,recovery] [--runs N]
+
+Starts a private Kafka (LocalKafka on a free port) unless KAFKA_BOOTSTRAP_SERVERS is set, runs
+each part side by side with its comparisons, prints the figures and ratios (medians over the
+runs) and writes everything to bench/results/bench-<time>.json. `--quick`: small sizes, a smoke
+run of a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import bridge, codec, common, e2e, recovery, scale, worker  # noqa: E402
+
+PARTS = {
+    "codec": codec,
+    "bridge": bridge,
+    "worker": worker,
+    "e2e": e2e,
+    "scale": scale,
+    "recovery": recovery,
+}
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        info["cpu"] = next(
+            line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line
+        )
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+        info["mem_gb"] = round(int(mem) / 1024 / 1024, 1)
+    except (OSError, StopIteration):
+        pass
+    try:
+        info["git"] = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        info["git_dirty"] = bool(
+            subprocess.run(
+                ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        )
+    except OSError:
+        pass
+    from importlib.metadata import version
+
+    info["versions"] = {
+        p: version(p) for p in ("faust-streaming", "aiokafka", "confluent-kafka", "fastavro")
+    }
+    from streams.kafka.local import kafka_version
+
+    info["kafka"] = kafka_version()
+    return info
+
+
+def medians(runs: list[Any]) -> Any:
+    """Median of every number across runs, matching dict keys and list positions."""
+    first = runs[0]
+    if isinstance(first, bool) or first is None:
+        return first
+    if isinstance(first, int | float):
+        nums = [r for r in runs if isinstance(r, int | float) and not isinstance(r, bool)]
+        return statistics.median(nums) if nums else None
+    if isinstance(first, dict):
+        out = {}
+        for k in first:
+            vals = [r[k] for r in runs if isinstance(r, dict) and k in r]
+            out[k] = medians(vals) if vals else first[k]
+        return out
+    if isinstance(first, list):
+        return [
+            medians([r[i] for r in runs if isinstance(r, list) and len(r) > i])
+            for i in range(len(first))
+        ]
+    return first
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="voucherify-streams benchmarks")
+    ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    ap.add_argument("--only", default=",".join(PARTS), help="comma-separated parts to run")
+    ap.add_argument("--runs", type=int, default=1, help="repeat everything N times (medians)")
+    ap.add_argument("--e2e-rate", type=float, default=None, help="webhooks/s of the e2e part")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy flame graphs (bench/results/profiles/): bridge and FastAPI at the highest "
+        "concurrency, each worker variant's first 60 s; perturbs the figures",
+    )
+    args = ap.parse_args()
+    only = [p.strip() for p in args.only.split(",") if p.strip()]
+    common.PROFILE = args.profile
+    unknown = set(only) - set(PARTS)
+    if unknown:
+        ap.error(f"unknown parts: {', '.join(sorted(unknown))} (known: {', '.join(PARTS)})")
+
+    def on_term(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    common.RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_path = common.RESULTS / f"bench-{stamp}{'-quick' if args.quick else ''}.json"
+    report: dict[str, Any] = {
+        "started": stamp,
+        "quick": args.quick,
+        "profile": args.profile,
+        "parts": only,
+        "machine": machine(),
+        "runs": [],
+    }
+    t_start = time.monotonic()
+    broker = None
+    try:
+        needs_broker = any(p != "codec" for p in only)
+        broker = common.Broker.start() if needs_broker else None
+        report["broker"] = broker.bootstrap if broker else None
+        for i in range(args.runs):
+            common.log(f"=== run {i + 1}/{args.runs} ===")
+            run: dict[str, Any] = {}
+            report["runs"].append(run)
+            for part in only:
+                t0 = time.monotonic()
+                common.log(f"--- {part} ---")
+                try:
+                    if part == "e2e":
+                        run[part] = e2e.run(broker, args.quick, args.e2e_rate)
+                    else:
+                        run[part] = PARTS[part].run(broker, args.quick)
+                except Exception as exc:  # a part failing must not lose the others
+                    common.log(f"{part} FAILED: {exc!r}")
+                    run[part] = {"error": repr(exc)[-3000:]}
+                run[part]["wall_s"] = round(time.monotonic() - t0, 1)
+                out_path.write_text(json.dumps(report, indent=2, default=str))
+    except KeyboardInterrupt:
+        common.log("interrupted")
+    finally:
+        common.stop_all()
+        if broker is not None:
+            broker.stop()
+    report["wall_s"] = round(time.monotonic() - t_start, 1)
+    if report["runs"]:
+        report["median"] = {
+            part: medians([r[part] for r in report["runs"] if part in r])
+            for part in only
+            if any(part in r for r in report["runs"])
+        }
+    out_path.write_text(json.dumps(report, indent=2, default=str))
+    print_report(report)
+    print(f"\nresults: {out_path.relative_to(ROOT)}")
+    return 0
+
+
+def print_report(report: dict[str, Any]) -> None:
+    m = report["machine"]
+    n = len(report["runs"])
+    print()
+    print(
+        f"voucherify-streams benchmarks — {'QUICK (smoke) ' if report['quick'] else ''}"
+        f"{n} run(s), medians shown; {m.get('nproc')} cores, {m.get('mem_gb')} GB, "
+        f"{m.get('cpu')}; Kafka {m.get('kafka')} at {report.get('broker')}; "
+        f"git {m.get('git')}{' (dirty)' if m.get('git_dirty') else ''}"
+    )
+    for part, res in report.get("median", {}).items():
+        print()
+        if "error" in res and len(res) <= 2:
+            print(f"{part}: FAILED: {common.reason(res['error'])}")
+            continue
+        try:
+            for line in PARTS[part].summary(res):
+                print(line)
+        except Exception as exc:
+            print(f"{part}: (summary failed: {exc!r})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

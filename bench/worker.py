@@ -1,0 +1,196 @@
+"""Part 2 — Worker: events/s from a pre-filled topic until every analytics output has caught up.
+
+Variants, each on its own copy of the same pre-filled input (6 partitions, ~10% duplicate
+deliveries), one process each:
+
+- `faust-exactly_once` / `faust-at_least_once`: `voucherify-streams worker` (RocksDB store);
+- `plain`: bench/baselines/plain_consumer.py — a confluent-kafka loop with in-memory dicts
+  (the Python limit, no fault tolerance);
+- `quix-at-least-once` / `quix-exactly-once`: bench/baselines/quix_pipeline.py (Quix Streams).
+
+Figures: `events_per_s` is the steady rate — input events/s while the `total:all` record went
+from 10% to 90% of the distinct customers (start-up and tail excluded; coarse for
+exactly-once Quix, whose outputs appear a transaction at a time); `events_per_s_incl_startup`
+is all events over the time from the process launch to the last output caught up.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import common
+from bench.common import BENCH, Broker, CatchUp, Dataset, log
+
+VARIANTS = (
+    "faust-exactly_once",
+    "faust-at_least_once",
+    "plain",
+    "quix-at-least-once",
+    "quix-exactly-once",
+)
+
+
+def launch(kind: str, settings: Any, name: str, data_dir: Path) -> common.Proc:
+    if kind.startswith("faust-"):
+        return common.start_worker(settings, name=name, data_dir=data_dir)
+    if kind == "plain":
+        return common.spawn(
+            name,
+            [
+                common.PY,
+                str(BENCH / "baselines" / "plain_consumer.py"),
+                "--bootstrap",
+                settings.bootstrap_servers,
+                "--prefix",
+                settings.topic_prefix,
+                "--group",
+                settings.app_id,
+            ],
+            common.baseline_env(),
+        )
+    if kind.startswith("quix-"):
+        py = common.venv_python("quix")
+        return common.spawn(
+            name,
+            [
+                str(py),
+                str(BENCH / "baselines" / "quix_pipeline.py"),
+                "--bootstrap",
+                settings.bootstrap_servers,
+                "--prefix",
+                settings.topic_prefix,
+                "--group",
+                settings.app_id,
+                "--guarantee",
+                kind.removeprefix("quix-"),
+                "--state-dir",
+                str(data_dir),
+            ],
+            common.baseline_env(),
+        )
+    raise ValueError(kind)
+
+
+def run_variant(
+    broker: Broker, ds: Dataset, kind: str, processes: int = 1, timeout: float = 900
+) -> dict[str, Any]:
+    """`attempt`, retried twice (fresh topics) when a Faust agent crashed; crashes are kept."""
+    crashes = []
+    for _ in range(3):
+        out = attempt(broker, ds, kind, processes, timeout)
+        if not out.get("agent_crashed"):
+            break
+        crashes.append(out["error"][:600])
+        log(f"worker {kind}: an agent crashed (attempt {len(crashes)}); fresh topics")
+    if crashes:
+        out["agent_crashes"] = crashes
+    return out
+
+
+def attempt(
+    broker: Broker, ds: Dataset, kind: str, processes: int = 1, timeout: float = 900
+) -> dict[str, Any]:
+    """Pre-fill a fresh input topic, start `processes` processes of `kind`, time the catch-up."""
+    changes: dict[str, Any] = {}
+    if kind.startswith("faust-"):
+        changes["processing_guarantee"] = kind.removeprefix("faust-")
+    settings = common.settings_for(broker, kind.split("-")[0], **changes)
+    data_root = Path(tempfile.mkdtemp(prefix="vs-bench-data-"))
+    procs: list[common.Proc] = []
+    watch: CatchUp | None = None
+    with common.cleanup_topics(settings):
+        try:
+            common.ensure_topics_for(settings)
+            topic = settings.topic(settings.customer_deleted_topic)
+            prefill_s = common.produce_all(broker.bootstrap, topic, ds.keys, ds.values)
+            watch = CatchUp(settings, ds)
+            t0 = time.monotonic()
+            for i in range(processes):
+                p = launch(kind, settings, f"{kind}-{i}", data_root / f"p{i}")
+                procs.append(p)
+            spy = common.profile(procs[0], f"{kind}-x{processes}", 60)
+            t_done = watch.wait(timeout, procs)
+            cpu = sum(common.cpu_seconds(p.pid) or 0.0 for p in procs)
+            if spy is not None:  # end the recording with the process (py-spy then writes it)
+                for p in procs:
+                    p.stop()
+                common.profile_done(spy)
+            first = watch.first_output or t0
+            n = len(ds.values)
+            out = {
+                "variant": kind,
+                "processes": processes,
+                "events": n,
+                "customers": ds.distinct,
+                "prefill_s": round(prefill_s, 2),
+                "startup_s": round(first - t0, 2),
+                "elapsed_s": round(t_done - t0, 2),
+                "events_per_s": _round(watch.steady_events_per_s()),
+                "events_per_s_incl_startup": round(n / (t_done - t0), 1),
+                "events_per_s_after_first_output": _round(n / max(1e-9, t_done - first)),
+                "output_records": watch.outputs,
+                "cpu_s": round(cpu, 1),
+            }
+            log(
+                f"worker {kind} x{processes}: {common.fmt(out['events_per_s'])} events/s steady "
+                f"({out['elapsed_s']}s incl. {out['startup_s']}s start-up)"
+            )
+            return out
+        except Exception as exc:
+            log(f"worker {kind}: FAILED: {exc}")
+            return {
+                "variant": kind,
+                "processes": processes,
+                "error": str(exc)[-3000:],
+                "agent_crashed": isinstance(exc, common.AgentCrashed),
+            }
+        finally:
+            for p in procs:
+                p.stop()
+            if watch is not None:
+                watch.close()
+            shutil.rmtree(data_root, ignore_errors=True)
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 1)
+
+
+def run(broker: Broker, quick: bool, variants: tuple[str, ...] = VARIANTS) -> dict[str, Any]:
+    n = 2_000 if quick else 100_000
+    ds = common.dataset(n)
+    results = [run_variant(broker, ds, v, timeout=300 if quick else 1800) for v in variants]
+    by = {r["variant"]: r.get("events_per_s") for r in results}
+    ratios = {}
+    for v in variants:
+        if v != "faust-exactly_once":
+            ratios[f"faust-exactly_once / {v}"] = common.ratio(by.get("faust-exactly_once"), by[v])
+    ratios["faust-at_least_once / plain"] = common.ratio(
+        by.get("faust-at_least_once"), by.get("plain")
+    )
+    return {"events": n, "customers": ds.distinct, "variants": results, "ratios": ratios}
+
+
+def summary(res: dict[str, Any]) -> list[str]:
+    lines = [f"Worker ({res['events']:,} events, {res['customers']:,} customers, 1 process):"]
+    for r in res["variants"]:
+        if "error" in r:
+            lines.append(f"  {r['variant']:<22} FAILED: {common.reason(r['error'])}")
+            continue
+        lines.append(
+            f"  {r['variant']:<22} {common.fmt(r['events_per_s'])} events/s"
+            f"  (incl. start-up {common.fmt(r['events_per_s_incl_startup'])}/s;"
+            f" start-up {r['startup_s']}s; cpu {r['cpu_s']}s)"
+            + (
+                f" after {len(r['agent_crashes'])} agent crash(es)"
+                if r.get("agent_crashes")
+                else ""
+            )
+        )
+    for k, v in res["ratios"].items():
+        lines.append(f"  ratio {k}: {common.fmt(v, 'x', 2)}")
+    return lines
