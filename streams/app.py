@@ -74,6 +74,17 @@ def store_url(settings: Settings) -> str:
     return settings.store
 
 
+def quiet_hot_loggers(level: str) -> None:
+    """Faust and aiokafka log every message sent at DEBUG; below INFO only when asked for,
+    since building those records (repr of every key and value) costs more than the send."""
+    asked = logging.getLevelName(level.upper())
+    wanted = asked if isinstance(asked, int) and asked > logging.INFO else logging.INFO
+    if asked == logging.DEBUG:
+        wanted = logging.DEBUG
+    for name in ("faust", "aiokafka", "mode"):
+        logging.getLogger(name).setLevel(wanted)
+
+
 def build_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
@@ -130,6 +141,10 @@ def build_app(settings: Settings) -> faust.App:
     @app.on_worker_init.connect
     def _create_topics(*args: Any, **kwargs: Any) -> None:
         ensure_external_topics(settings)
+
+    @app.task
+    async def _quiet() -> None:  # a task: runs once the worker has set up its logging
+        quiet_hot_loggers(settings.log_level)
 
     return app
 

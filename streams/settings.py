@@ -263,8 +263,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "standby_replicas",
         "STREAMS_STANDBY_REPLICAS",
-        1,
-        "Faust table standby replicas.",
+        0,
+        "Faust table standby replicas (0: see README, standbys lose updates upstream).",
         int,
         ("worker",),
     ),
@@ -318,7 +318,7 @@ class Settings:
     processing_guarantee: str = "exactly_once"
     data_dir: str = "./.streams-data"
     day_retention_days: int = 400
-    standby_replicas: int = 1
+    standby_replicas: int = 0
     stall_timeout_s: float = 300.0
 
     @classmethod

@@ -63,6 +63,9 @@ def test_two_workers_exact(settings: Settings, workers: Any) -> None:
     datums = make_datums(800, seed=5)
     a = workers("a")
     b = workers("b")
+    # Both in the group (each view gathers from every owner) before the data arrives.
+    for w in (a, b):
+        view(w, "/analytics/loyalty", timeout=90)
     produce(settings, with_duplicates(datums, 0.2))
     want = expected(datums)
     got = wait_exact(settings, want, [a, b], timeout=120)
