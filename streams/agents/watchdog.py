@@ -25,7 +25,8 @@ EXIT_CODE = 70
 
 
 def group_lag(bootstrap: str, group: str, topics: list[str], timeout: float = 5.0) -> int | None:
-    """Records of `topics` not yet committed by `group`; None when the broker does not answer."""
+    """Records of `topics` not yet committed by `group`; None when the broker does not answer
+    within `timeout` (transient errors, such as a coordinator still loading, are retried)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -35,24 +36,34 @@ def group_lag(bootstrap: str, group: str, topics: list[str], timeout: float = 5.
             "log_level": 0,
         }
     )
+    deadline = time.monotonic() + timeout
     try:
-        meta = consumer.list_topics(timeout=timeout)
-        tps = [
-            TopicPartition(t, p)
-            for t in topics
-            if t in meta.topics
-            for p in meta.topics[t].partitions
-        ]
-        lag = 0
-        for tp in consumer.committed(tps, timeout=timeout):
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-            start = tp.offset if tp.offset >= 0 else low
-            lag += max(0, high - start)
-        return lag
-    except Exception:
-        return None
+        while True:
+            left = max(0.5, deadline - time.monotonic())
+            try:
+                return _lag(consumer, topics, left)
+            except Exception as exc:
+                if time.monotonic() >= deadline:
+                    log.debug("group lag unknown: %s", exc)
+                    return None
+                time.sleep(0.5)
     finally:
         consumer.close()
+
+
+def _lag(consumer: Consumer, topics: list[str], timeout: float) -> int:
+    meta = consumer.list_topics(timeout=timeout)
+    tps = [
+        TopicPartition(t, p) for t in topics if t in meta.topics for p in meta.topics[t].partitions
+    ]
+    lag = 0
+    for tp in consumer.committed(tps, timeout=timeout):
+        if tp.error is not None:
+            raise RuntimeError(str(tp.error))
+        low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+        start = tp.offset if tp.offset >= 0 else low
+        lag += max(0, high - start)
+    return lag
 
 
 def register(topo: Topology, topics: list[str]) -> Any:
