@@ -68,9 +68,12 @@ def _lag(consumer: Consumer, topics: list[str], timeout: float) -> int:
 
 def register(topo: Topology, topics: list[str]) -> Any:
     settings, app = topo.settings, topo.app
-    timeout = settings.stall_timeout_s
-    if timeout <= 0:
+    if settings.stall_timeout_s <= 0:
         return None
+    # A worker restarted after a crash legitimately consumes nothing until the group drops its
+    # dead predecessor (the session timeout): never count that wait as a stall.
+    session_s = float(app.conf.broker_session_timeout)
+    timeout = max(settings.stall_timeout_s, session_s * 1.5)
     last = {"received": -1, "since": time.monotonic()}
 
     @app.timer(max(1.0, timeout / 4))

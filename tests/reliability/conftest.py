@@ -32,7 +32,7 @@ FIGURES = Path(
 @pytest.fixture
 def rsettings(settings: Settings) -> Settings:
     return settings.with_(
-        webhook_secret=(SECRET,), topic_partitions=6, log_level="warning", stall_timeout_s=20
+        webhook_secret=(SECRET,), topic_partitions=6, log_level="warning", stall_timeout_s=30
     )
 
 

@@ -30,7 +30,7 @@ from .conftest import (
     wait_for_totals,
 )
 
-pytestmark = [pytest.mark.kafka, pytest.mark.reliability]
+pytestmark = [pytest.mark.kafka, pytest.mark.reliability, pytest.mark.timeout(600)]
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from streams.settings import Settings
 
 from .conftest import SECRET, record_figures, start_bridge
 
-pytestmark = [pytest.mark.kafka, pytest.mark.reliability]
+pytestmark = [pytest.mark.kafka, pytest.mark.reliability, pytest.mark.timeout(600)]
 
 CASES = 3000
 MAX_BODY = 64 * 1024

@@ -31,7 +31,7 @@ from .conftest import (
     wait_for_totals,
 )
 
-pytestmark = [pytest.mark.kafka, pytest.mark.reliability]
+pytestmark = [pytest.mark.kafka, pytest.mark.reliability, pytest.mark.timeout(600)]
 
 K = 3000
 CONCURRENCY = 32
