@@ -8,12 +8,12 @@ on a free port and stopped at the end. Under CI=true a Kafka test fails when non
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.processes import free_port_pair
 
 from streams.kafka.local import KafkaError, LocalKafka, broker_answers
 from streams.settings import Settings
@@ -39,20 +39,6 @@ def _docker_answers() -> bool:
     return True
 
 
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
-
-
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[str]:
     """Bootstrap servers of a real broker."""
@@ -69,7 +55,7 @@ def kafka() -> Iterator[str]:
             yield container.get_bootstrap_server()
         return
     base = Settings.from_env()
-    port = _free_port_pair()
+    port = free_port_pair()
     broker = LocalKafka(port, port + 1, Path(base.kafka_home), base.kafka_heap)
     try:
         broker.start()

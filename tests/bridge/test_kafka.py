@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.processes import free_port_pair
 
 from streams.bridge.pii import PiiPolicy
 from streams.bridge.signature import sign
@@ -25,22 +26,6 @@ from streams.settings import Settings
 pytestmark = pytest.mark.kafka
 
 SECRET = "test-webhook-secret"
-
-
-def _free_port_pair() -> int:
-    import socket
-
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
 
 
 def test_signed_example_acked_and_redacted(
@@ -141,7 +126,7 @@ def test_other_event_types(
 def test_broker_outage_503_then_recovery(
     start_bridge: Callable[..., Any], settings: Settings, example_body: bytes
 ) -> None:
-    port = _free_port_pair()
+    port = free_port_pair()
     broker = LocalKafka(port, port + 1, Path(settings.kafka_home), "512m")
     broker.start()
     try:
@@ -190,7 +175,7 @@ def test_broker_outage_503_then_recovery(
 
 
 def test_sigterm_graceful_shutdown(bridge_settings: Settings, example_body: bytes) -> None:
-    port = _free_port_pair()
+    port = free_port_pair()
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bridge_settings.bootstrap_servers,

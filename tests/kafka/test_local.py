@@ -6,18 +6,10 @@ import socket
 from pathlib import Path
 
 import pytest
+from support.processes import free_port_pair
 
 from streams.cli import main
-from streams.kafka.local import LocalKafka, broker_answers, port_in_use
-
-
-def _free_port_pair() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if not port_in_use(port + 1):
-            return port
+from streams.kafka.local import LocalKafka, broker_answers
 
 
 def _args(port: int, home: Path) -> list[str]:
@@ -44,7 +36,7 @@ def test_port_taken_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_stale_pid_file_recovers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    port = _free_port_pair()
+    port = free_port_pair()
     broker = LocalKafka(port, port + 1, tmp_path)
     broker.state_dir.mkdir(parents=True)
     broker.pid_file.write_text("999999")  # no such process
@@ -54,7 +46,7 @@ def test_stale_pid_file_recovers(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_start_twice_status_stop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    port = _free_port_pair()
+    port = free_port_pair()
     home = _shared_home(tmp_path, port)
     args = _args(port, home)
     broker = LocalKafka(port, port + 1, home)

@@ -151,3 +151,16 @@ def view_diff(got: dict[str, Any], expected: dict[str, Any]) -> list[str]:
                 if gd.get(key) != ed.get(key):
                     out.append(f"{section}/{dim}/{key}: got {gd.get(key)}, expected {ed.get(key)}")
     return out
+
+
+def lost_acknowledged(settings: Settings, acked: list[Webhook]) -> set[str]:
+    """Sendout ids answered 2xx that are not in the customer.deleted topic (read whole: a
+    retried webhook may be there twice)."""
+    acked_ids = {json.loads(h.body)["id"] for h in acked}
+    topic = read_topic(
+        settings.bootstrap_servers,
+        settings.topic(settings.customer_deleted_topic),
+        timeout=120,
+        idle=5,
+    )
+    return acked_ids - {dict(m.headers() or [])["sendout_id"].decode() for m in topic}

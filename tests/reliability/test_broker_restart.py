@@ -4,7 +4,6 @@ totals converge exactly once the senders retry."""
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,13 +15,13 @@ from support.senders import Outcome, send
 
 from streams.demo.generator import webhooks
 from streams.kafka.local import LocalKafka
-from streams.kafka.reader import read_topic
 from streams.settings import Settings
 
 from .conftest import (
     SECRET,
     expected_totals,
     fact_counts,
+    lost_acknowledged,
     record_figures,
     start_bridge,
     start_worker,
@@ -78,15 +77,7 @@ def test_broker_restart_during_load(
     acked = outcome.acked + after.acked
     assert not outcome.given_up and not after.given_up
     assert outcome.statuses[503] + down.statuses[503] > 0
-    acked_ids = {json.loads(h.body)["id"] for h in acked}
-    topic = read_topic(
-        settings.bootstrap_servers,
-        settings.topic(settings.customer_deleted_topic),
-        timeout=120,
-        idle=5,  # all of it: retries may have put a webhook in twice
-    )
-    in_topic = {dict(m.headers() or [])["sendout_id"].decode() for m in topic}
-    lost = acked_ids - in_topic
+    lost = lost_acknowledged(settings, acked)
     assert not lost, f"{len(lost)} acknowledged webhooks are not in the topic"
 
     expected = expected_totals(acked)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import threading
 import time
@@ -15,7 +14,6 @@ from support.senders import Outcome, send
 
 from streams.demo.generator import webhooks
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS
-from streams.kafka.reader import read_topic
 from streams.settings import Settings
 
 from .conftest import (
@@ -24,6 +22,7 @@ from .conftest import (
     expected_totals,
     fact_counts,
     latest_per_key,
+    lost_acknowledged,
     record_figures,
     start_bridge,
     start_worker,
@@ -70,15 +69,7 @@ def test_load_with_worker_sigkills(rsettings: Settings, services: Callable[..., 
     # Nothing answered 2xx is missing from the topic.
     assert not outcome.given_up, f"{len(outcome.given_up)} webhooks never got a 2xx"
     assert outcome.statuses.keys() <= {200, 503, 0}, outcome.statuses
-    acked_ids = {json.loads(h.body)["id"] for h in outcome.acked}
-    topic = read_topic(
-        rsettings.bootstrap_servers,
-        rsettings.topic(rsettings.customer_deleted_topic),
-        timeout=120,
-        idle=5,  # all of it: retries may have put a webhook in twice
-    )
-    in_topic = {dict(m.headers() or [])["sendout_id"].decode() for m in topic}
-    lost = acked_ids - in_topic
+    lost = lost_acknowledged(rsettings, outcome.acked)
     assert not lost, f"{len(lost)} acknowledged webhooks are not in the topic"
 
     # Each customer counted exactly once, whatever the kills did.

@@ -27,6 +27,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_pair() -> int:
+    """A free port whose next port is free too (a local broker and its controller)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair")
+
+
 def http_get(url: str, timeout: float = 10) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
