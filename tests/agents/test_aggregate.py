@@ -1,4 +1,8 @@
-"""The aggregation agents under Faust's `agent.test_context()` (no broker)."""
+"""The aggregation agents under Faust's `agent.test_context()`, with a recording producer.
+
+These are unit tests: no broker. Faust's `Topic.send` starts the app's producer, so the app's
+producer is replaced by one that records what the agent sends and acknowledges it at once.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,26 @@ import asyncio
 from typing import Any
 
 import pytest
+from faust.types import TP, RecordMetadata
 
 from streams.app import build_app
 from streams.domain.state import KeyState, pack_delta
+from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
+
+
+class RecordingProducer:
+    """Stands in for Faust's producer: keeps (topic, key, value) and acknowledges at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None]] = []
+
+    async def send(self, topic: str, key: Any, value: Any, **_: Any) -> asyncio.Future[Any]:
+        self.sent.append((topic, key, value))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        offset = len(self.sent) - 1
+        fut.set_result(RecordMetadata(topic, 0, TP(topic, 0), offset))
+        return fut
 
 
 @pytest.fixture
@@ -18,6 +38,13 @@ def topo(tmp_path: Any) -> Any:
     app = build_app(s)
     app.finalize()
     app.conf.store = "memory://"
+    producer = RecordingProducer()
+
+    async def maybe_start_producer() -> RecordingProducer:
+        return producer
+
+    app.maybe_start_producer = maybe_start_producer  # type: ignore[method-assign]
+    app.topology.recorded = producer
     return app.topology
 
 
@@ -32,6 +59,16 @@ def test_loyalty_agent_applies_each_origin_once(topo: Any) -> None:
     st = asyncio.run(scenario())
     assert st.counters == (13, 2, 1)
     assert st.updated_ms == 2000
+    sent = topo.recorded.sent
+    # One output per delta message; the replay re-emits the unchanged totals.
+    assert [k for _, k, _ in sent] == [b"total:all"] * 3
+    _, last = get_codec().decode(sent[-1][2])
+    assert (last["dimension"], last["key"], last["points_lost"], last["customers"]) == (
+        "total",
+        "all",
+        13,
+        2,
+    )
 
 
 def test_empty_message_expires_a_key(topo: Any) -> None:
@@ -46,3 +83,9 @@ def test_empty_message_expires_a_key(topo: Any) -> None:
     gone, kept = asyncio.run(scenario())
     assert gone is None
     assert KeyState.unpack(kept).counters == (5, 1, 0)
+    # The expired key leaves a tombstone on the compacted output; the unknown one sends nothing.
+    assert [(k, v is None) for _, k, v in topo.recorded.sent] == [
+        (b"day:2020-01-01", False),
+        (b"day:2020-01-02", False),
+        (b"day:2020-01-01", True),
+    ]
