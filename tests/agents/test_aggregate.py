@@ -37,15 +37,16 @@ def topo(tmp_path: Any) -> Any:
     s = Settings.from_env({}, store="memory://", app_id="unit", data_dir=str(tmp_path))
     app = build_app(s)
     app.finalize()
-    app.conf.store = "memory://"
+    app.conf.store = "memory://"  # type: ignore[assignment]
     producer = RecordingProducer()
 
     async def maybe_start_producer() -> RecordingProducer:
         return producer
 
     app.maybe_start_producer = maybe_start_producer  # type: ignore[method-assign]
-    app.topology.recorded = producer
-    return app.topology
+    topology = app.topology  # type: ignore[attr-defined]
+    topology.recorded = producer
+    return topology
 
 
 def test_loyalty_agent_applies_each_origin_once(topo: Any) -> None:
