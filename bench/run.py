@@ -116,7 +116,21 @@ def main() -> int:
         help="py-spy flame graphs (bench/results/profiles/): bridge and FastAPI at the highest "
         "concurrency, each worker variant's first 60 s; perturbs the figures",
     )
+    ap.add_argument(
+        "--worker-events",
+        type=int,
+        default=None,
+        help="size of the worker part's data set (default 100,000; 2,000 with --quick)",
+    )
+    ap.add_argument(
+        "--worker-variants",
+        default=",".join(worker.VARIANTS),
+        help="comma-separated variants of the worker part",
+    )
     args = ap.parse_args()
+    variants = tuple(v.strip() for v in args.worker_variants.split(",") if v.strip())
+    if set(variants) - set(worker.VARIANTS):
+        ap.error(f"unknown worker variants (known: {', '.join(worker.VARIANTS)})")
     only = [p.strip() for p in args.only.split(",") if p.strip()]
     common.PROFILE = args.profile
     unknown = set(only) - set(PARTS)
@@ -154,6 +168,8 @@ def main() -> int:
                 try:
                     if part == "e2e":
                         run[part] = e2e.run(broker, args.quick, args.e2e_rate)
+                    elif part == "worker":
+                        run[part] = worker.run(broker, args.quick, variants, args.worker_events)
                     else:
                         run[part] = PARTS[part].run(broker, args.quick)
                 except Exception as exc:  # a part failing must not lose the others

@@ -4,9 +4,10 @@ Topology (all topic names prefixed by STREAMS_TOPIC_PREFIX):
 
     voucherify.customer.deleted (Avro CustomerDeleted, keyed by customer id)
       -> agent dedup [table seen-customers, partitioned like the input]
-           -> <app_id>-loyalty-deltas  (keyed "<dimension>:<key>", one message per key touched)
+           -> <app_id>-loyalty-deltas  (entries for keys "<dimension>:<key>"; one message per
+                |                       partition per batch, routed by the key's murmur2)
                 -> agent loyalty  [table loyalty-points-lost]  -> analytics.loyalty-points-lost
-           -> <app_id>-referral-deltas (keyed "<dimension>:<key>")
+           -> <app_id>-referral-deltas (likewise)
                 -> agent referrals [table referral-impact]     -> analytics.referral-impact
            -> analytics.customer-deletions (CustomerDeletion facts, keyed by customer id)
 

@@ -276,6 +276,22 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         ("worker",),
     ),
+    Setting(
+        "batch_size",
+        "STREAMS_BATCH_SIZE",
+        500,
+        "Records an agent takes at once (deltas and outputs are combined per key per batch).",
+        int,
+        ("worker",),
+    ),
+    Setting(
+        "batch_wait_ms",
+        "STREAMS_BATCH_WAIT_MS",
+        10.0,
+        "Longest an agent waits to fill a batch (adds up to this to each stage's latency).",
+        float,
+        ("worker",),
+    ),
 )
 
 _BY_ATTR = {s.attr: s for s in SETTINGS}
@@ -320,6 +336,8 @@ class Settings:
     day_retention_days: int = 400
     standby_replicas: int = 0
     stall_timeout_s: float = 300.0
+    batch_size: int = 500
+    batch_wait_ms: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -345,6 +363,10 @@ class Settings:
                 "STREAMS_PROCESSING_GUARANTEE: expected exactly_once or at_least_once, "
                 f"got {self.processing_guarantee!r}"
             )
+        if self.batch_size < 1:
+            raise ValueError(f"STREAMS_BATCH_SIZE: expected at least 1, got {self.batch_size}")
+        if self.batch_wait_ms <= 0:
+            raise ValueError(f"STREAMS_BATCH_WAIT_MS: expected > 0, got {self.batch_wait_ms}")
         if self.store not in {"rocksdb://", "memory://"}:
             raise ValueError(f"STREAMS_STORE: expected rocksdb:// or memory://, got {self.store!r}")
         return self

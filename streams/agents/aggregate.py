@@ -1,19 +1,23 @@
 """The re-keyed aggregator shared by the loyalty and referral agents.
 
-Each delta message is applied to its key's value unless its (source, offset) was applied already
-(see streams.domain.state); the key's new totals are then sent to the compacted output topic.
-A skipped duplicate re-writes the value and re-emits the totals, which repairs a crash between
-the table write and the output send. An empty message expires its key: the table entry is deleted
-and a tombstone is sent to the compacted output topic (see streams.agents.expiry).
+A delta message holds entries for keys of the partition it arrives on (see
+streams.domain.state). Each entry is applied to its key's value unless its (source, offset) was
+applied already. Messages are taken in batches; per batch and partition, each key touched is
+written to the table once and its new totals are sent to the compacted output topic once.
+A key whose entries were all skipped as duplicates is re-written and re-emitted too, which
+repairs a crash between the table write and the output send. An empty message expires its key:
+the table entry is deleted and a tombstone is sent to the compacted output topic (see
+streams.agents.expiry).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import faust
 
-from streams.domain.state import KeyState, unpack_delta
+from streams.agents import batches, use_event
+from streams.domain.state import KeyState, unpack_deltas
 
 
 def output_record(names: tuple[str, str, str], key: bytes, st: KeyState) -> dict[str, Any]:
@@ -39,24 +43,44 @@ def register(
     schema: str,
     names: tuple[str, str, str],
     exact: bool = True,
+    batch_size: int = 500,
+    batch_wait_s: float = 0.01,
 ) -> Any:
     out_name = out.get_topic_name()
     send = out.send
     encode = codec.encode
 
-    @app.agent(source, name=name)
-    async def aggregate(stream: faust.StreamT[Any]) -> None:
-        async for event in stream.events():
-            key = event.key
-            if not event.value:
-                if table.get(key) is not None:
-                    del table[key]
-                    await send(key=key, value=None)
-                continue
-            c0, c1, c2, t_ms, src, off = unpack_delta(event.value)
-            st = KeyState.unpack(table.get(key))
-            st.apply(c0, c1, c2, t_ms, src, off, exact)
+    async def flush(touched: dict[bytes, KeyState]) -> None:
+        for key, st in touched.items():
             table[key] = st.pack()
             await send(key=key, value=encode(schema, output_record(names, key, st), topic=out_name))
+        touched.clear()
+
+    @app.agent(source, name=name)
+    async def aggregate(stream: faust.StreamT[Any]) -> None:
+        async for events in batches(stream, batch_size, batch_wait_s):
+            # Per partition: the pending key states and the last event seen (table writes go
+            # to the partition of the current event).
+            pending: dict[int, tuple[faust.EventT, dict[bytes, KeyState]]] = {}
+            for event in events:
+                partition = event.message.partition
+                touched = pending[partition][1] if partition in pending else {}
+                pending[partition] = (event, touched)
+                use_event(event)
+                if not event.value:
+                    key = cast(bytes, event.key)
+                    touched.pop(key, None)
+                    if table.get(key) is not None:
+                        del table[key]
+                        await send(key=key, value=None)
+                    continue
+                for key, c0, c1, c2, t_ms, src, off in unpack_deltas(event.value):
+                    st = touched.get(key)
+                    if st is None:
+                        st = touched[key] = KeyState.unpack(table.get(key))
+                    st.apply(c0, c1, c2, t_ms, src, off, exact)
+            for event, touched in pending.values():
+                use_event(event)
+                await flush(touched)
 
     return aggregate

@@ -18,5 +18,7 @@ def register(topo: Topology) -> Any:
         codec=topo.codec,
         schema="ReferralImpact",
         exact=topo.settings.processing_guarantee == "exactly_once",
+        batch_size=topo.settings.batch_size,
+        batch_wait_s=topo.settings.batch_wait_ms / 1000,
         names=REFERRAL_COUNTERS,
     )

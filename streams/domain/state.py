@@ -1,10 +1,12 @@
 """Compact binary formats of the worker's internal messages and table values, and the
 idempotent apply that makes the per-key totals exact under at-least-once delivery.
 
-A re-keyed delta message carries three counters, T in epoch millis, and its origin: `source`
-(the dedup input partition, tagged with the topic) and that record's offset. Re-processing
-after a crash re-sends the very same (source, offset) pairs in the same order, so a key's value
-keeps, per source, the highest offset applied and skips anything at or below it.
+A delta message holds entries, each for one key: three counters, T in epoch millis, and its
+origin: `source` (the dedup input partition, tagged with the topic) and the offset of the input
+record. All keys of one message belong to the partition the message is sent to. Re-processing
+after a crash re-sends the very same (key, source, offset) entries in the same order per key
+(how they are grouped into messages may differ), so a key's value keeps, per source, the highest
+offset applied and skips anything at or below it.
 """
 
 from __future__ import annotations
@@ -13,17 +15,40 @@ import struct
 from dataclasses import dataclass, field
 
 _DELTA = struct.Struct(">qqqqiq")
+_KEY_LEN = struct.Struct(">H")
 _HEAD = struct.Struct(">qqqq")
 _MARK = struct.Struct(">iq")
 
-
-def pack_delta(counters: tuple[int, int, int], t_ms: int, source: int, offset: int) -> bytes:
-    return _DELTA.pack(counters[0], counters[1], counters[2], t_ms, source, offset)
+Delta = tuple[bytes, int, int, int, int, int, int]  # key, c0, c1, c2, t_ms, source, offset
 
 
-def unpack_delta(data: bytes) -> tuple[int, int, int, int, int, int]:
-    """(c0, c1, c2, t_ms, source, offset)"""
-    return _DELTA.unpack(data)  # type: ignore[return-value]
+def pack_delta(
+    key: bytes, counters: tuple[int, int, int], t_ms: int, source: int, offset: int
+) -> bytes:
+    """One entry of a delta message; a message is entries concatenated (see unpack_deltas)."""
+    return (
+        _KEY_LEN.pack(len(key))
+        + key
+        + _DELTA.pack(counters[0], counters[1], counters[2], t_ms, source, offset)
+    )
+
+
+def unpack_deltas(data: bytes) -> list[Delta]:
+    """The entries of a delta message, in the order they were packed."""
+    out: list[Delta] = []
+    pos, end = 0, len(data)
+    try:
+        while pos < end:
+            (n,) = _KEY_LEN.unpack_from(data, pos)
+            pos += _KEY_LEN.size
+            key = data[pos : pos + n]
+            pos += n
+            c0, c1, c2, t_ms, src, off = _DELTA.unpack_from(data, pos)
+            pos += _DELTA.size
+            out.append((key, c0, c1, c2, t_ms, src, off))
+    except struct.error:
+        raise ValueError(f"truncated delta message ({end} bytes)") from None
+    return out
 
 
 def pack_mark(source: int, offset: int) -> bytes:

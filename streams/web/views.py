@@ -16,21 +16,16 @@ from typing import Any
 
 import aiohttp
 import faust
-from aiokafka.partitioner import murmur2
 from faust.web import Request, Response, View
 
 from streams.agents import Topology
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS, from_millis
+from streams.domain.routing import partition_of
 from streams.domain.state import KeyState
 
 log = logging.getLogger(__name__)
 
 Nested = dict[str, dict[str, dict[str, Any]]]
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition aiokafka's default partitioner (Java's murmur2) gives `key`."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def render(items: Iterable[tuple[bytes, bytes]], names: tuple[str, str, str]) -> Nested:

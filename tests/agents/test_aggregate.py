@@ -17,6 +17,8 @@ from streams.domain.state import KeyState, pack_delta
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
 
+TOTAL, DAY1, DAY2 = b"total:all", b"day:2020-01-01", b"day:2020-01-02"
+
 
 class RecordingProducer:
     """Stands in for Faust's producer: keeps (topic, key, value) and acknowledges at once."""
@@ -52,17 +54,18 @@ def topo(tmp_path: Any) -> Any:
 def test_loyalty_agent_applies_each_origin_once(topo: Any) -> None:
     async def scenario() -> KeyState:
         async with topo.agents["loyalty"].test_context() as agent:
-            await agent.put(pack_delta((10, 1, 1), 1000, 0, 5), key=b"total:all")
-            await agent.put(pack_delta((10, 1, 1), 1000, 0, 5), key=b"total:all")  # replay
-            await agent.put(pack_delta((3, 1, 0), 2000, 2, 1), key=b"total:all")
-            return KeyState.unpack(topo.loyalty[b"total:all"])
+            await agent.put(pack_delta(TOTAL, (10, 1, 1), 1000, 0, 5))
+            await agent.put(pack_delta(TOTAL, (10, 1, 1), 1000, 0, 5))  # replay
+            await agent.put(pack_delta(TOTAL, (3, 1, 0), 2000, 2, 1))
+            await asyncio.sleep(0.1)  # past the batch wait
+            return KeyState.unpack(topo.loyalty[TOTAL])
 
     st = asyncio.run(scenario())
     assert st.counters == (13, 2, 1)
     assert st.updated_ms == 2000
     sent = topo.recorded.sent
-    # One output per delta message; the replay re-emits the unchanged totals.
-    assert [k for _, k, _ in sent] == [b"total:all"] * 3
+    # Written and emitted once per batch per key, with the totals of the batch.
+    assert [k for _, k, _ in sent] == [TOTAL]
     _, last = get_codec().decode(sent[-1][2])
     assert (last["dimension"], last["key"], last["points_lost"], last["customers"]) == (
         "total",
@@ -72,21 +75,41 @@ def test_loyalty_agent_applies_each_origin_once(topo: Any) -> None:
     )
 
 
+def test_a_message_of_several_keys_and_a_replay_in_a_later_batch(topo: Any) -> None:
+    a, b = b"campaign:A", b"tier:gold"
+
+    async def scenario() -> None:
+        async with topo.agents["loyalty"].test_context() as agent:
+            first = pack_delta(a, (4, 1, 0), 1000, 0, 1) + pack_delta(b, (4, 1, 0), 1000, 0, 1)
+            await agent.put(first + pack_delta(a, (6, 1, 0), 3000, 0, 2))
+            await asyncio.sleep(0.1)
+            await agent.put(first)  # a replay regrouped: skipped, both keys re-emitted
+            await asyncio.sleep(0.1)
+
+    asyncio.run(scenario())
+    assert KeyState.unpack(topo.loyalty[a]).counters == (10, 2, 0)
+    assert KeyState.unpack(topo.loyalty[b]).counters == (4, 1, 0)
+    emitted = [(k, get_codec().decode(v)[1]["points_lost"]) for _, k, v in topo.recorded.sent]
+    assert emitted == [(a, 10), (b, 4), (a, 10), (b, 4)]
+
+
 def test_empty_message_expires_a_key(topo: Any) -> None:
     async def scenario() -> tuple[Any, Any]:
         async with topo.agents["loyalty"].test_context() as agent:
-            await agent.put(pack_delta((7, 1, 0), 1000, 0, 1), key=b"day:2020-01-01")
-            await agent.put(pack_delta((5, 1, 0), 1000, 0, 2), key=b"day:2020-01-02")
-            await agent.put(b"", key=b"day:2020-01-01")
+            await agent.put(pack_delta(DAY1, (7, 1, 0), 1000, 0, 1))
+            await agent.put(pack_delta(DAY2, (5, 1, 0), 1000, 0, 2))
+            await asyncio.sleep(0.1)
+            await agent.put(b"", key=DAY1)
             await agent.put(b"", key=b"day:1999-01-01")  # unknown key: nothing to do
-            return topo.loyalty.get(b"day:2020-01-01"), topo.loyalty.get(b"day:2020-01-02")
+            await asyncio.sleep(0.1)
+            return topo.loyalty.get(DAY1), topo.loyalty.get(DAY2)
 
     gone, kept = asyncio.run(scenario())
     assert gone is None
     assert KeyState.unpack(kept).counters == (5, 1, 0)
     # The expired key leaves a tombstone on the compacted output; the unknown one sends nothing.
     assert [(k, v is None) for _, k, v in topo.recorded.sent] == [
-        (b"day:2020-01-01", False),
-        (b"day:2020-01-02", False),
-        (b"day:2020-01-01", True),
+        (DAY1, False),
+        (DAY2, False),
+        (DAY1, True),
     ]

@@ -1,0 +1,44 @@
+"""Which partition a key belongs to, and the per-partition grouping of delta entries.
+
+The worker routes re-keyed entries itself, with the same function as aiokafka's default
+partitioner (Java's murmur2), so a key always lands in one partition of its delta topic and of
+its table, whichever worker sends it, and the web views can tell which keys a worker owns.
+"""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import murmur2
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition aiokafka's default partitioner (Java's murmur2) gives `key`."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class DeltaBatch:
+    """Packed delta entries grouped by destination partition, in the order they were added."""
+
+    __slots__ = ("_cache", "_partitions", "_parts")
+
+    def __init__(self, partitions: int) -> None:
+        self._partitions = partitions
+        self._parts: dict[int, list[bytes]] = {}
+        self._cache: dict[bytes, int] = {}
+
+    def add(self, key: bytes, entry: bytes) -> None:
+        p = self._cache.get(key)
+        if p is None:
+            p = self._cache[key] = partition_of(key, self._partitions)
+        self._parts.setdefault(p, []).append(entry)
+
+    def messages(self) -> list[tuple[int, bytes]]:
+        """(partition, message value) per partition with entries, then empties the batch."""
+        out = [(p, b"".join(entries)) for p, entries in sorted(self._parts.items())]
+        self._parts.clear()
+        return out
+
+    def clear(self) -> None:
+        self._parts.clear()
+
+    def __len__(self) -> int:
+        return sum(len(e) for e in self._parts.values())
