@@ -113,15 +113,20 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
     res: dict[str, Any] = {"seconds_per_point": seconds, "bodies": n_bodies}
     with common.cleanup_topics(settings):
         # The bridge (the project CLI).
-        port = common.free_port()
-        proc = common.start_bridge(settings, port)
-        try:
-            res["bridge"] = measure_server("bridge", proc, port, bodies, seconds)
-        except Exception as exc:
-            res["bridge"] = {"error": str(exc)[-3000:]}
-            log(f"bridge FAILED: {exc}")
-        finally:
-            proc.stop()
+        # `bridge` runs with the default settings; `bridge-l0` with BRIDGE_LINGER_MS=0 (the
+        # latency / throughput trade-off of librdkafka's linger).
+        for who, linger in (("bridge", None), ("bridge-l0", 0.0)):
+            port = common.free_port()
+            s = settings if linger is None else settings.with_(linger_ms=linger)
+            try:
+                proc = common.start_bridge(s, port)
+                try:
+                    res[who] = measure_server(who, proc, port, bodies, seconds)
+                finally:
+                    proc.stop()
+            except Exception as exc:
+                res[who] = {"error": str(exc)[-3000:]}
+                log(f"{who} FAILED: {exc}")
         # (b) FastAPI by hand.
         try:
             py = common.venv_python("fastapi")
@@ -175,6 +180,9 @@ def ratios(res: dict[str, Any]) -> dict[str, float | None]:
     sync = res.get("raw_sync", {}).get("rps")
     for c in CONCURRENCY:
         out[f"bridge/fastapi c={c}"] = common.ratio(_rps(res, "bridge", c), _rps(res, "fastapi", c))
+        out[f"bridge-l0/fastapi c={c}"] = common.ratio(
+            _rps(res, "bridge-l0", c), _rps(res, "fastapi", c)
+        )
         out[f"bridge/raw-producer c={c}"] = common.ratio(
             _rps(res, "bridge", c), sync if c == 1 else raw
         )
@@ -191,7 +199,7 @@ def summary(res: dict[str, Any]) -> list[str]:
         f"  {'server':<9}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
         f"{'bad':>6}{'cpu ms/req':>12}"
     )
-    for who in ("bridge", "fastapi"):
+    for who in ("bridge", "bridge-l0", "fastapi"):
         r = res.get(who, {})
         if "error" in r:
             lines.append(f"  {who:<9} FAILED: {common.reason(r['error'])}")

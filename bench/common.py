@@ -343,7 +343,9 @@ def profile(proc: Proc, name: str, seconds: float) -> subprocess.Popen[bytes] | 
     if not PROFILE:
         return None
     spy = venv_python("tools").parent / "py-spy"
-    out = RESULTS / "profiles" / f"{name}-{time.strftime('%H%M%S')}.svg"
+    # Collapsed stacks ("frame;frame;frame count" lines): bench/profile_report.py summarises
+    # them, and any flame graph tool (flamegraph.pl, speedscope, inferno) draws them.
+    out = RESULTS / "profiles" / f"{name}-{time.strftime('%H%M%S')}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     log(f"profiling {proc.name} for {seconds:.0f}s -> {out.relative_to(ROOT)}")
     return subprocess.Popen(
@@ -358,6 +360,8 @@ def profile(proc: Proc, name: str, seconds: float) -> subprocess.Popen[bytes] | 
             "100",
             "--nonblocking",
             "--subprocesses",
+            "--format",
+            "raw",
             "-o",
             str(out),
         ],

@@ -186,6 +186,14 @@ SETTINGS: tuple[Setting, ...] = (
         ("bridge",),
     ),
     Setting(
+        "linger_ms",
+        "BRIDGE_LINGER_MS",
+        2.0,
+        "librdkafka linger: waits this long to batch concurrent webhooks (ms); 0 sends at once.",
+        float,
+        ("bridge",),
+    ),
+    Setting(
         "request_deadline_s",
         "BRIDGE_REQUEST_DEADLINE_S",
         5.0,
@@ -324,6 +332,7 @@ class Settings:
     webhook_secret_file: str = ""
     insecure_no_signature: bool = False
     max_body_bytes: int = 1024 * 1024
+    linger_ms: float = 2.0
     request_deadline_s: float = 5.0
     retry_after_s: int = 30
     pii_policy: str = "redact"
@@ -363,6 +372,8 @@ class Settings:
                 "STREAMS_PROCESSING_GUARANTEE: expected exactly_once or at_least_once, "
                 f"got {self.processing_guarantee!r}"
             )
+        if not 0 <= self.linger_ms <= 1000:
+            raise ValueError(f"BRIDGE_LINGER_MS: expected 0 to 1000, got {self.linger_ms}")
         if self.batch_size < 1:
             raise ValueError(f"STREAMS_BATCH_SIZE: expected at least 1, got {self.batch_size}")
         if self.batch_wait_ms <= 0:

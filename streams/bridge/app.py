@@ -27,8 +27,6 @@ WEBHOOK_PATH = "/webhooks/voucherify"
 SHUTDOWN_GRACE_S = 15.0
 #: How long shutdown waits for the producer to deliver what is queued (s).
 FLUSH_TIMEOUT_S = 10.0
-#: librdkafka linger: batches concurrent requests, adds at most this much latency (ms).
-LINGER_MS = 2
 
 
 class ConfigError(ValueError):
@@ -40,7 +38,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     deadline_ms = int(settings.request_deadline_s * 1000)
     return {
         "client.id": f"{settings.app_id}-bridge",
-        "linger.ms": LINGER_MS,
+        "linger.ms": settings.linger_ms,
         # A record not acked within the request's deadline fails instead of lingering in the
         # queue and being delivered after the sender was told 503.
         "message.timeout.ms": max(1000, deadline_ms),

@@ -36,7 +36,11 @@ class RecordingProducer:
 
 @pytest.fixture
 def topo(tmp_path: Any) -> Any:
-    s = Settings.from_env({}, store="memory://", app_id="unit", data_dir=str(tmp_path))
+    return make_topology(tmp_path)
+
+
+def make_topology(tmp_path: Any, **settings: Any) -> Any:
+    s = Settings.from_env({}, store="memory://", app_id="unit", data_dir=str(tmp_path), **settings)
     app = build_app(s)
     app.finalize()
     app.conf.store = "memory://"  # type: ignore[assignment]
@@ -113,3 +117,22 @@ def test_empty_message_expires_a_key(topo: Any) -> None:
         (DAY2, False),
         (DAY1, True),
     ]
+
+
+def test_an_expiry_in_the_same_batch_drops_the_pending_totals(tmp_path: Any) -> None:
+    # A batch of exactly these three messages: full at 3, long before the wait ends.
+    topo = make_topology(tmp_path, batch_size=3, batch_wait_ms=60_000)
+
+    async def scenario() -> tuple[Any, Any]:
+        async with topo.agents["loyalty"].test_context() as agent:
+            await agent.put(pack_delta(DAY1, (7, 1, 0), 1000, 0, 1))
+            await agent.put(pack_delta(DAY2, (5, 1, 0), 1000, 0, 2))
+            await agent.put(b"", key=DAY1)  # before the batch was flushed
+            await asyncio.sleep(0.1)
+            return topo.loyalty.get(DAY1), topo.loyalty.get(DAY2)
+
+    gone, kept = asyncio.run(scenario())
+    assert gone is None
+    assert KeyState.unpack(kept).counters == (5, 1, 0)
+    # DAY1 was never written, so nothing (not even a tombstone) is sent for it.
+    assert [k for _, k, _ in topo.recorded.sent] == [DAY2]
