@@ -338,8 +338,11 @@ VENVS: dict[str, list[str]] = {
 PROFILE = False
 
 
-def profile(proc: Proc, name: str, seconds: float) -> subprocess.Popen[bytes] | None:
-    """Start `py-spy record` on `proc` for `seconds` (when --profile); wait on the result."""
+def profile(
+    proc: Proc, name: str, seconds: float, delay_s: float = 0.0
+) -> subprocess.Popen[bytes] | None:
+    """Start `py-spy record` on `proc` for `seconds` (when --profile), after `delay_s` (a worker
+    exec's faust: py-spy must attach after that); wait on the result with profile_done."""
     if not PROFILE:
         return None
     spy = venv_python("tools").parent / "py-spy"
@@ -348,23 +351,26 @@ def profile(proc: Proc, name: str, seconds: float) -> subprocess.Popen[bytes] | 
     out = RESULTS / "profiles" / f"{name}-{time.strftime('%H%M%S')}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     log(f"profiling {proc.name} for {seconds:.0f}s -> {out.relative_to(ROOT)}")
+    argv = [
+        str(spy),
+        "record",
+        "--pid",
+        str(proc.pid),
+        "--duration",
+        str(int(seconds)),
+        "--rate",
+        "100",
+        "--nonblocking",
+        "--subprocesses",
+        "--format",
+        "raw",
+        "-o",
+        str(out),
+    ]
+    if delay_s > 0:
+        argv = ["sh", "-c", f'sleep {delay_s:g} && exec "$@"', "sh", *argv]
     return subprocess.Popen(
-        [
-            str(spy),
-            "record",
-            "--pid",
-            str(proc.pid),
-            "--duration",
-            str(int(seconds)),
-            "--rate",
-            "100",
-            "--nonblocking",
-            "--subprocesses",
-            "--format",
-            "raw",
-            "-o",
-            str(out),
-        ],
+        argv,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

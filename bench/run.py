@@ -113,8 +113,9 @@ def main() -> int:
     ap.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy flame graphs (bench/results/profiles/): bridge and FastAPI at the highest "
-        "concurrency, each worker variant's first 60 s; perturbs the figures",
+        help="py-spy profiles as collapsed stacks (bench/results/profiles/; summarise with "
+        "bench/profile_report.py): bridge and FastAPI at the highest concurrency, each worker "
+        "variant from 12 s after launch for 60 s; perturbs the figures",
     )
     ap.add_argument(
         "--worker-events",

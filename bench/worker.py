@@ -112,7 +112,8 @@ def attempt(
             for i in range(processes):
                 p = launch(kind, settings, f"{kind}-{i}", data_root / f"p{i}")
                 procs.append(p)
-            spy = common.profile(procs[0], f"{kind}-x{processes}", 60)
+            # Past the start-up (the worker exec's faust, which py-spy must not attach before).
+            spy = common.profile(procs[0], f"{kind}-x{processes}", 60, delay_s=12)
             t_done = watch.wait(timeout, procs)
             cpu = sum(common.cpu_seconds(p.pid) or 0.0 for p in procs)
             if spy is not None:  # end the recording with the process (py-spy then writes it)

@@ -35,6 +35,7 @@ from streams.agents import Topology, expiry, watchdog
 from streams.agents import dedup as dedup_agent
 from streams.agents import loyalty as loyalty_agent
 from streams.agents import referrals as referral_agent
+from streams.kafka.faust_consumer import Consumer as SnapshotConsumer
 from streams.models.serializers.avro import get_codec
 from streams.settings import SETTINGS, Settings
 from streams.tables import loyalty as loyalty_table
@@ -100,9 +101,13 @@ def build_app(settings: Settings) -> faust.App:
         processing_guarantee="at_least_once",  # see the module docstring
         table_standby_replicas=settings.standby_replicas,
         consumer_auto_offset_reset="earliest",
+        producer_linger=settings.producer_linger_ms / 1000,
+        producer_max_batch_size=256 * 1024,
         autodiscover=False,
         web_enabled=True,
     )
+    # Fetches only for partitions active when asked: see streams.kafka.faust_consumer.
+    app.transport.Consumer = SnapshotConsumer  # type: ignore[misc]
     parts, repl = settings.topic_partitions, settings.topic_replication
     internal: dict[str, Any] = {"partitions": parts, "replicas": repl, "internal": True, **_RAW}
 
