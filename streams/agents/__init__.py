@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import AsyncIterator, Sequence
+import logging
+import os
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NoReturn
 
 import faust
-from faust.streams import _current_event
 
 from streams.settings import Settings
 
+log = logging.getLogger(__name__)
 
-def use_event(event: faust.EventT) -> None:
-    """Make `event` the current event of the calling task.
-
-    Faust's tables send a write to the changelog partition of the current event, and its RocksDB
-    store reads and writes that partition's database. Agents that take records in batches set it
-    per record. Only the context variable is set, never `Stream.current_event`: Faust's take
-    buffer reads that attribute from another task.
-    """
-    _current_event.set(weakref.ref(event))
+#: Exit code of a worker that exits to be restarted (a stall, or a batch it could not handle).
+EXIT_FOR_RESTART = 70
 
 
-def batches(
-    stream: faust.StreamT[Any], size: int, wait_s: float
-) -> AsyncIterator[Sequence[faust.EventT]]:
-    """Up to `size` events at a time, waiting at most `wait_s` for more; Faust acknowledges a
-    batch's events only after the consumer of the batch asked for the next one."""
-    return cast(faust.Stream[Any], stream).take_events(size, wait_s)  # not on StreamT
+def exit_for_restart(message: str, *args: Any, exc_info: bool = False) -> NoReturn:
+    """Log and exit at once, committing nothing more: after the supervisor (compose, systemd,
+    Kubernetes, the demo, the tests) restarts the worker, it reads again from the last commit,
+    and every step is idempotent (see streams.domain.state)."""
+    log.critical(
+        message + f": exiting with code {EXIT_FOR_RESTART} to be restarted",
+        *args,
+        exc_info=exc_info,
+    )
+    logging.shutdown()
+    os._exit(EXIT_FOR_RESTART)
 
 
 # Source tag of a dedup input record: partition * 2 + topic (0 = input, 1 = its re-key topic).

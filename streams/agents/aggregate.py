@@ -7,17 +7,21 @@ written to the table once and its new totals are sent to the compacted output to
 A key whose entries were all skipped as duplicates is re-written and re-emitted too, which
 repairs a crash between the table write and the output send. An empty message expires its key:
 the table entry is deleted and a tombstone is sent to the compacted output topic (see
-streams.agents.expiry).
+streams.agents.expiry). A batch that fails exits the worker to be restarted.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 import faust
 
-from streams.agents import batches, use_event
+from streams.agents import exit_for_restart
+from streams.agents.batching import batches, use_event
 from streams.domain.state import KeyState, unpack_deltas
+
+log = logging.getLogger(__name__)
 
 
 def output_record(names: tuple[str, str, str], key: bytes, st: KeyState) -> dict[str, Any]:
@@ -56,31 +60,44 @@ def register(
             await send(key=key, value=encode(schema, output_record(names, key, st), topic=out_name))
         touched.clear()
 
+    async def handle(events: list[faust.EventT]) -> None:
+        # Per partition: the pending key states and the last event seen (table writes go to the
+        # partition of the current event).
+        pending: dict[int, tuple[faust.EventT, dict[bytes, KeyState]]] = {}
+        for event in events:
+            msg = event.message
+            touched = pending[msg.partition][1] if msg.partition in pending else {}
+            pending[msg.partition] = (event, touched)
+            use_event(event)
+            if not event.value:
+                key = cast(bytes, event.key)
+                touched.pop(key, None)
+                if table.get(key) is not None:
+                    del table[key]
+                # Always: a crash after the delete but before the tombstone must not leave
+                # the old totals on the compacted topic for good.
+                await send(key=key, value=None)
+                continue
+            try:
+                entries = unpack_deltas(event.value)
+            except ValueError as exc:  # not this version's format: nothing to apply
+                log.error("skipping %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
+                continue
+            for key, c0, c1, c2, t_ms, src, off in entries:
+                st = touched.get(key)
+                if st is None:
+                    st = touched[key] = KeyState.unpack(table.get(key))
+                st.apply(c0, c1, c2, t_ms, src, off, exact)
+        for event, touched in pending.values():
+            use_event(event)
+            await flush(touched)
+
     @app.agent(source, name=name)
     async def aggregate(stream: faust.StreamT[Any]) -> None:
         async for events in batches(stream, batch_size, batch_wait_s):
-            # Per partition: the pending key states and the last event seen (table writes go
-            # to the partition of the current event).
-            pending: dict[int, tuple[faust.EventT, dict[bytes, KeyState]]] = {}
-            for event in events:
-                partition = event.message.partition
-                touched = pending[partition][1] if partition in pending else {}
-                pending[partition] = (event, touched)
-                use_event(event)
-                if not event.value:
-                    key = cast(bytes, event.key)
-                    touched.pop(key, None)
-                    if table.get(key) is not None:
-                        del table[key]
-                        await send(key=key, value=None)
-                    continue
-                for key, c0, c1, c2, t_ms, src, off in unpack_deltas(event.value):
-                    st = touched.get(key)
-                    if st is None:
-                        st = touched[key] = KeyState.unpack(table.get(key))
-                    st.apply(c0, c1, c2, t_ms, src, off, exact)
-            for event, touched in pending.values():
-                use_event(event)
-                await flush(touched)
+            try:
+                await handle(events)
+            except Exception:
+                exit_for_restart("%s could not handle a batch", name, exc_info=True)
 
     return aggregate

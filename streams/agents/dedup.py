@@ -10,7 +10,8 @@ which the aggregators skip; any other record of the id is a duplicate and is dro
 
 Records are taken in batches (STREAMS_BATCH_SIZE, STREAMS_BATCH_WAIT_MS): the delta entries of a
 batch travel as one message per destination partition instead of one message per key, and the
-batch's records are acknowledged only once all of it was sent.
+batch's records are acknowledged only once all of it was sent (streams.agents.batching). A batch
+that fails exits the worker to be restarted, so nothing after it is committed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 
 import faust
 
-from streams.agents import INPUT, INPUT_REKEYED, Topology, batches, use_event
+from streams.agents import INPUT, INPUT_REKEYED, Topology, exit_for_restart
+from streams.agents.batching import batches, use_event
 from streams.domain.deltas import plan, to_millis
 from streams.domain.routing import DeltaBatch
 from streams.domain.state import pack_delta, pack_mark
@@ -49,20 +51,30 @@ def register(topo: Topology) -> Any:
     async def process(event: faust.EventT) -> None:
         msg = event.message
         from_rekey = msg.topic == rekeyed_name
+        source = msg.partition * 2 + (INPUT_REKEYED if from_rekey else INPUT)
+        offset = msg.offset
         try:
             _name, datum = codec.decode(event.value)
             p = plan(
                 datum, datetime.fromtimestamp(msg.timestamp, UTC), datetime.now(UTC), retention
             )
-        except Exception as exc:  # undecodable or no customer id: nothing to count
-            log.warning("skipping %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
+            cid = p.customer_id.encode()
+            t_ms = to_millis(p.t)
+            loyalty_entries = [
+                (k, pack_delta(k, c, t_ms, source, offset))
+                for k, c in ((f"{d}:{key}".encode(), c) for d, key, c in p.loyalty)
+            ]
+            referral_entries = [
+                (k, pack_delta(k, c, t_ms, source, offset))
+                for k, c in ((f"{d}:{key}".encode(), c) for d, key, c in p.referral)
+            ]
+            fact = codec.encode("CustomerDeletion", p.fact, topic=deletions_name)
+        except Exception as exc:  # undecodable, no customer id, out of range: nothing to count
+            log.warning("skipping %s[%s]@%s: %s", msg.topic, msg.partition, offset, exc)
             return
-        cid = p.customer_id.encode()
         if not from_rekey and msg.key != cid:
             await topo.input_rekeyed.send(key=cid, value=event.value)
             return
-        source = msg.partition * 2 + (INPUT_REKEYED if from_rekey else INPUT)
-        offset = msg.offset
         mark = pack_mark(source, offset)
         first = seen.get(cid)
         if first is not None and first != mark:
@@ -70,28 +82,35 @@ def register(topo: Topology) -> Any:
         # New id, or a re-run of the record that counted it (re-written: repairs a changelog
         # write lost in a crash).
         seen[cid] = mark
-        t_ms = to_millis(p.t)
-        for dim, key, counters in p.loyalty:
-            k = f"{dim}:{key}".encode()
-            loyalty.add(k, pack_delta(k, counters, t_ms, source, offset))
-        for dim, key, counters in p.referral:
-            k = f"{dim}:{key}".encode()
-            referral.add(k, pack_delta(k, counters, t_ms, source, offset))
-        await deletions_send(
-            key=cid, value=codec.encode("CustomerDeletion", p.fact, topic=deletions_name)
-        )
+        for k, entry in loyalty_entries:
+            loyalty.add(k, entry)
+        for k, entry in referral_entries:
+            referral.add(k, entry)
+        await deletions_send(key=cid, value=fact)
+
+    async def handle(events: list[faust.EventT]) -> None:
+        loyalty.clear()
+        referral.clear()
+        for event in events:
+            use_event(event)
+            await process(event)
+        if not len(loyalty) and not len(referral):
+            return
+        # The dedup table's writes must be durable before the deltas they guard: otherwise a
+        # crash could leave deltas applied but the id unknown, and another record of the same
+        # id (the re-key topic is another source) would be counted again.
+        await app.producer.flush()
+        for partition, value in loyalty.messages():
+            await loyalty_send(key=None, value=value, partition=partition)
+        for partition, value in referral.messages():
+            await referral_send(key=None, value=value, partition=partition)
 
     @app.agent(channel, name=f"{settings.app_id}.dedup")
     async def dedup(stream: faust.StreamT[Any]) -> None:
         async for events in batches(stream, settings.batch_size, settings.batch_wait_ms / 1000):
-            loyalty.clear()
-            referral.clear()
-            for event in events:
-                use_event(event)
-                await process(event)
-            for partition, value in loyalty.messages():
-                await loyalty_send(key=None, value=value, partition=partition)
-            for partition, value in referral.messages():
-                await referral_send(key=None, value=value, partition=partition)
+            try:
+                await handle(events)
+            except Exception:
+                exit_for_restart("dedup could not handle a batch", exc_info=True)
 
     return dedup

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import uuid
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from streams.agents import Topology
+from streams.agents import EXIT_FOR_RESTART, Topology, exit_for_restart
 
 log = logging.getLogger(__name__)
 
-EXIT_CODE = 70
+EXIT_CODE = EXIT_FOR_RESTART
 
 
 def group_lag(bootstrap: str, group: str, topics: list[str], timeout: float = 5.0) -> int | None:
@@ -89,14 +88,9 @@ def register(topo: Topology, topics: list[str]) -> Any:
             None, group_lag, settings.bootstrap_servers, settings.app_id, topics
         )
         if lag:
-            log.error(
-                "consumed nothing for %.0fs while %d records wait: exiting with code %d "
-                "so that the worker is restarted",
-                now - last["since"],
-                lag,
-                EXIT_CODE,
+            exit_for_restart(
+                "consumed nothing for %.0fs while %d records wait", now - last["since"], lag
             )
-            os._exit(EXIT_CODE)
         last["since"] = now
 
     return watchdog

@@ -15,13 +15,18 @@ def partition_of(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+#: Largest delta message (bytes): well under Kafka's default 1 MB record and request limits.
+MAX_MESSAGE_BYTES = 512 * 1024
+
+
 class DeltaBatch:
     """Packed delta entries grouped by destination partition, in the order they were added."""
 
-    __slots__ = ("_cache", "_partitions", "_parts")
+    __slots__ = ("_cache", "_max_bytes", "_partitions", "_parts")
 
-    def __init__(self, partitions: int) -> None:
+    def __init__(self, partitions: int, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self._partitions = partitions
+        self._max_bytes = max_bytes
         self._parts: dict[int, list[bytes]] = {}
         self._cache: dict[bytes, int] = {}
 
@@ -32,8 +37,19 @@ class DeltaBatch:
         self._parts.setdefault(p, []).append(entry)
 
     def messages(self) -> list[tuple[int, bytes]]:
-        """(partition, message value) per partition with entries, then empties the batch."""
-        out = [(p, b"".join(entries)) for p, entries in sorted(self._parts.items())]
+        """(partition, message value) for the entries, in order per partition, each message at
+        most `max_bytes` (or one entry); then empties the batch."""
+        out: list[tuple[int, bytes]] = []
+        for p, entries in sorted(self._parts.items()):
+            chunk: list[bytes] = []
+            size = 0
+            for entry in entries:
+                if chunk and size + len(entry) > self._max_bytes:
+                    out.append((p, b"".join(chunk)))
+                    chunk, size = [], 0
+                chunk.append(entry)
+                size += len(entry)
+            out.append((p, b"".join(chunk)))
         self._parts.clear()
         return out
 

@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass, field
 
 _DELTA = struct.Struct(">qqqqiq")
-_KEY_LEN = struct.Struct(">H")
+_KEY_LEN = struct.Struct(">I")
 _HEAD = struct.Struct(">qqqq")
 _MARK = struct.Struct(">iq")
 

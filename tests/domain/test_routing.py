@@ -53,3 +53,23 @@ def test_a_batch_groups_entries_by_partition_keeping_their_order() -> None:
         assert offsets_in_message == sorted(offsets_in_message)
         seen.extend(got)
     assert sorted(seen) == sorted(unpack_deltas(b"".join(e for _, e in added)))
+
+
+def test_large_batches_are_split_into_bounded_messages_keeping_order() -> None:
+    batch = DeltaBatch(1, max_bytes=1000)
+    entries = [pack_delta(f"referrer:r{i}".encode(), (1, 0, 0), 0, 0, i) for i in range(100)]
+    for e in entries:
+        batch.add(unpack_deltas(e)[0][0], e)
+    messages = batch.messages()
+    assert len(messages) > 1
+    assert all(p == 0 and len(v) <= 1000 for p, v in messages)
+    assert b"".join(v for _, v in messages) == b"".join(entries)
+
+
+def test_an_entry_larger_than_the_limit_still_travels_alone() -> None:
+    big = pack_delta(b"campaign:" + b"x" * 2000, (1, 1, 0), 0, 0, 1)
+    small = pack_delta(b"total:all", (1, 1, 0), 0, 0, 1)
+    batch = DeltaBatch(1, max_bytes=1000)
+    batch.add(b"total:all", small)
+    batch.add(b"campaign:" + b"x" * 2000, big)
+    assert [v for _, v in batch.messages()] == [small, big]
