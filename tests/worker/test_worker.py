@@ -3,6 +3,7 @@ the web views, with duplicates, a mis-keyed record, SIGKILL and restart, and two
 
 from __future__ import annotations
 
+import signal
 import time
 from typing import Any
 
@@ -57,6 +58,25 @@ def test_sigkill_mid_stream_and_restart(settings: Settings, workers: Any) -> Non
     got = wait_exact(settings, want, [w3], timeout=120)
     assert got == want, (diff(got, want)[:20], w3.tail())
     assert strip_updated(view(w3, "/analytics/loyalty")) == want["loyalty"]
+
+
+def test_sigterm_mid_stream_and_restart(settings: Settings, workers: Any) -> None:
+    # A graceful stop cancels the agents mid-batch: what a batch had not finished must be read
+    # again after the restart, not committed.
+    datums = make_datums(1500, seed=13)
+    stream = with_duplicates(datums, 0.2)
+    w = workers("w1")
+    produce(settings, stream[:900])
+    time.sleep(6)
+    produce(settings, stream[900:])
+    time.sleep(0.5)
+    w.stop()
+    assert w.proc is not None and w.proc.returncode != -signal.SIGKILL, w.tail()
+    w2 = w.start()
+    want = expected(datums)
+    got = wait_exact(settings, want, [w2], timeout=120)
+    assert got == want, (diff(got, want)[:20], w2.tail())
+    _check_facts(settings, datums)
 
 
 def test_two_workers_exact(settings: Settings, workers: Any) -> None:

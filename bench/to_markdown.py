@@ -1,0 +1,91 @@
+"""Print the medians of a bench/run.py result file as the Markdown tables of docs/BENCHMARKS.md.
+
+python bench/to_markdown.py bench/results/bench-<time>.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def n(v: Any, digits: int = 0) -> str:
+    return "n/a" if v is None else f"{v:,.{digits}f}"
+
+
+def bridge(b: dict[str, Any]) -> list[str]:
+    out = [
+        "| server | conc | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | server CPU ms/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    names = {"bridge": "bridge", "bridge-l2": "bridge, linger 2 ms", "fastapi": "FastAPI by hand"}
+    for who, label in names.items():
+        for c, x in sorted(b.get(who, {}).items(), key=lambda kv: int(kv[0])):
+            out.append(
+                f"| {label} | {c} | {n(x['rps'])} | {n(x['p50_ms'], 2)} | {n(x['p99_ms'], 2)} | "
+                f"{n(x['p999_ms'], 2)} | {x['non_2xx_or_error']} | "
+                f"{n(x['server_cpu_ms_per_req'], 3)} |"
+            )
+    for mode in ("pipelined", "sync"):
+        r = b.get(f"raw_{mode}") or {}
+        if "rps" in r:
+            out.append(
+                f"\nRaw producer ({mode}): {n(r['rps'])} records/s, ack p50 "
+                f"{n(r.get('ack_p50_ms'), 2)} ms, p99 {n(r.get('ack_p99_ms'), 2)} ms."
+            )
+    out.append("\nRatios: " + "; ".join(f"{k} {n(v, 2)}x" for k, v in b["ratios"].items()) + ".")
+    return out
+
+
+def worker(w: dict[str, Any]) -> list[str]:
+    out = [
+        f"{n(w['events'])} events, {n(w['customers'])} customers, one process:\n",
+        "| variant | events/s steady | events/s incl. start-up | start-up s | CPU s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for v in w["variants"]:
+        if "error" in v:
+            out.append(f"| {v['variant']} | FAILED | | | |")
+            continue
+        out.append(
+            f"| {v['variant']} | {n(v['events_per_s'])} | {n(v['events_per_s_incl_startup'])} | "
+            f"{n(v['startup_s'], 1)} | {n(v['cpu_s'], 1)} |"
+        )
+    out.append("\nRatios: " + "; ".join(f"{k} {n(v, 2)}x" for k, v in w["ratios"].items()) + ".")
+    return out
+
+
+def main() -> int:
+    data = json.loads(Path(sys.argv[1]).read_text())
+    med = data.get("median") or data["runs"][0]
+    runs = len(data["runs"])
+    print(f"<!-- {Path(sys.argv[1]).name}: medians of {runs} run(s) -->")
+    if "bridge" in med:
+        print("\n#### Bridge\n")
+        print("\n".join(bridge(med["bridge"])))
+    if "worker" in med:
+        print("\n#### Worker\n")
+        print("\n".join(worker(med["worker"])))
+    if "e2e" in med:
+        e = med["e2e"]
+        print(
+            f"\n#### End to end\n\n{n(e['rate_per_s'])}/s for {n(e['seconds'])} s: deletion fact "
+            f"p50 {n(e['fact']['p50_ms'], 1)} ms, p99 {n(e['fact']['p99_ms'], 1)} ms; loyalty "
+            f"aggregate p50 {n(e['loyalty']['p50_ms'], 1)} ms, p99 {n(e['loyalty']['p99_ms'], 1)}"
+            f" ms (missing: {e['fact']['missing']} / {e['loyalty']['missing']}); the 2xx itself "
+            f"p50 {n(e['http_p50_ms'], 1)} ms."
+        )
+    if "scale" in med:
+        print("\n#### Scale\n\n```\n" + json.dumps(med["scale"], indent=1)[:1500] + "\n```")
+    if "codec" in med:
+        print("\n#### Codec (µs per call)\n")
+        print(", ".join(f"{k} {n(v, 1)}" for k, v in med["codec"]["us"].items()))
+    if "recovery" in med:
+        print("\n#### Recovery\n\n```\n" + json.dumps(med["recovery"], indent=1)[:2000] + "\n```")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
