@@ -18,7 +18,7 @@ from typing import Any, cast
 import faust
 
 from streams.agents import exit_for_restart
-from streams.agents.batching import batches, use_event
+from streams.agents.batching import BatchSender, batches, use_event
 from streams.domain.state import KeyState, unpack_deltas
 
 log = logging.getLogger(__name__)
@@ -51,13 +51,15 @@ def register(
     batch_wait_s: float = 0.01,
 ) -> Any:
     out_name = out.get_topic_name()
-    send = out.send
     encode = codec.encode
+    sender = BatchSender(app)
 
     async def flush(touched: dict[bytes, KeyState]) -> None:
         for key, st in touched.items():
             table[key] = st.pack()
-            await send(key=key, value=encode(schema, output_record(names, key, st), topic=out_name))
+            await sender.send(
+                out_name, key, encode(schema, output_record(names, key, st), topic=out_name)
+            )
         touched.clear()
 
     async def handle(events: list[faust.EventT]) -> None:
@@ -76,7 +78,7 @@ def register(
                     del table[key]
                 # Always: a crash after the delete but before the tombstone must not leave
                 # the old totals on the compacted topic for good.
-                await send(key=key, value=None)
+                await sender.send(out_name, key, None)
                 continue
             try:
                 entries = unpack_deltas(event.value)
@@ -91,6 +93,7 @@ def register(
         for event, touched in pending.values():
             use_event(event)
             await flush(touched)
+        await sender.delivered()  # outputs acknowledged before the batch is
 
     @app.agent(source, name=name)
     async def aggregate(stream: faust.StreamT[Any]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import faust
 
 from streams.agents import INPUT, INPUT_REKEYED, Topology, exit_for_restart
-from streams.agents.batching import batches, use_event
+from streams.agents.batching import BatchSender, batches, use_event
 from streams.domain.deltas import plan, to_millis
 from streams.domain.routing import DeltaBatch
 from streams.domain.state import pack_delta, pack_mark
@@ -34,10 +34,10 @@ log = logging.getLogger(__name__)
 def register(topo: Topology) -> Any:
     app, codec, seen, settings = topo.app, topo.codec, topo.seen, topo.settings
     rekeyed_name = topo.input_rekeyed.get_topic_name()
-    loyalty_send = topo.loyalty_deltas.send
-    referral_send = topo.referral_deltas.send
-    deletions_send = topo.deletions_out.send
+    loyalty_name = topo.loyalty_deltas.get_topic_name()
+    referral_name = topo.referral_deltas.get_topic_name()
     deletions_name = topo.deletions_out.get_topic_name()
+    sender = BatchSender(app)
     retention = timedelta(days=settings.day_retention_days)
     channel = app.topic(
         topo.input.get_topic_name(),
@@ -86,7 +86,7 @@ def register(topo: Topology) -> Any:
             loyalty.add(k, entry)
         for k, entry in referral_entries:
             referral.add(k, entry)
-        await deletions_send(key=cid, value=fact)
+        await sender.send(deletions_name, cid, fact)
 
     async def handle(events: list[faust.EventT]) -> None:
         loyalty.clear()
@@ -95,15 +95,17 @@ def register(topo: Topology) -> Any:
             use_event(event)
             await process(event)
         if not len(loyalty) and not len(referral):
+            await sender.delivered()
             return
         # The dedup table's writes must be durable before the deltas they guard: otherwise a
         # crash could leave deltas applied but the id unknown, and another record of the same
         # id (the re-key topic is another source) would be counted again.
         await app.producer.flush()
         for partition, value in loyalty.messages():
-            await loyalty_send(key=None, value=value, partition=partition)
+            await sender.send(loyalty_name, None, value, partition)
         for partition, value in referral.messages():
-            await referral_send(key=None, value=value, partition=partition)
+            await sender.send(referral_name, None, value, partition)
+        await sender.delivered()  # facts and deltas acknowledged before the batch is
 
     @app.agent(channel, name=f"{settings.app_id}.dedup")
     async def dedup(stream: faust.StreamT[Any]) -> None:

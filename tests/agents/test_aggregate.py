@@ -26,12 +26,24 @@ class RecordingProducer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes | None]] = []
 
-    async def send(self, topic: str, key: Any, value: Any, **_: Any) -> asyncio.Future[Any]:
+    async def send(
+        self, topic: str, key: Any, value: Any, *_: Any, **__: Any
+    ) -> asyncio.Future[Any]:
         self.sent.append((topic, key, value))
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         offset = len(self.sent) - 1
         fut.set_result(RecordMetadata(topic, 0, TP(topic, 0), offset))
         return fut
+
+
+@pytest.fixture(autouse=True)
+def no_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed batch exits the worker (os._exit); here it must fail the test instead."""
+
+    def fail(message: str, *args: Any, **_: Any) -> None:
+        raise AssertionError("exit_for_restart: " + message % args)
+
+    monkeypatch.setattr("streams.agents.aggregate.exit_for_restart", fail)
 
 
 @pytest.fixture
