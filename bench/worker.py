@@ -37,42 +37,25 @@ VARIANTS = (
 def launch(kind: str, settings: Any, name: str, data_dir: Path) -> common.Proc:
     if kind.startswith("faust-"):
         return common.start_worker(settings, name=name, data_dir=data_dir)
+    # The baselines take the same connection, topic prefix and group arguments.
+    common_args = [
+        "--bootstrap",
+        settings.bootstrap_servers,
+        "--prefix",
+        settings.topic_prefix,
+        "--group",
+        settings.app_id,
+    ]
     if kind == "plain":
-        return common.spawn(
-            name,
-            [
-                common.PY,
-                str(BENCH / "baselines" / "plain_consumer.py"),
-                "--bootstrap",
-                settings.bootstrap_servers,
-                "--prefix",
-                settings.topic_prefix,
-                "--group",
-                settings.app_id,
-            ],
-            common.baseline_env(),
-        )
-    if kind.startswith("quix-"):
-        py = common.venv_python("quix")
-        return common.spawn(
-            name,
-            [
-                str(py),
-                str(BENCH / "baselines" / "quix_pipeline.py"),
-                "--bootstrap",
-                settings.bootstrap_servers,
-                "--prefix",
-                settings.topic_prefix,
-                "--group",
-                settings.app_id,
-                "--guarantee",
-                kind.removeprefix("quix-"),
-                "--state-dir",
-                str(data_dir),
-            ],
-            common.baseline_env(),
-        )
-    raise ValueError(kind)
+        script, py, extra = "plain_consumer.py", common.PY, []
+    elif kind.startswith("quix-"):
+        guarantee = kind.removeprefix("quix-")
+        script, py = "quix_pipeline.py", str(common.venv_python("quix"))
+        extra = ["--guarantee", guarantee, "--state-dir", str(data_dir)]
+    else:
+        raise ValueError(kind)
+    argv = [py, str(BENCH / "baselines" / script), *common_args, *extra]
+    return common.spawn(name, argv, common.baseline_env())
 
 
 def run_variant(

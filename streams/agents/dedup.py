@@ -48,44 +48,47 @@ def register(topo: Topology) -> Any:
     loyalty = DeltaBatch(settings.topic_partitions)
     referral = DeltaBatch(settings.topic_partitions)
 
+    def skip(msg: Any, exc: Exception) -> None:
+        log.warning("skipping %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
+
     async def process(event: faust.EventT) -> None:
         msg = event.message
         from_rekey = msg.topic == rekeyed_name
-        source = msg.partition * 2 + (INPUT_REKEYED if from_rekey else INPUT)
-        offset = msg.offset
         try:
             _name, datum = codec.decode(event.value)
             p = plan(
                 datum, datetime.fromtimestamp(msg.timestamp, UTC), datetime.now(UTC), retention
             )
-            cid = p.customer_id.encode()
-            t_ms = to_millis(p.t)
-            loyalty_entries = [
-                (k, pack_delta(k, c, t_ms, source, offset))
-                for k, c in ((f"{d}:{key}".encode(), c) for d, key, c in p.loyalty)
-            ]
-            referral_entries = [
-                (k, pack_delta(k, c, t_ms, source, offset))
-                for k, c in ((f"{d}:{key}".encode(), c) for d, key, c in p.referral)
-            ]
-            fact = codec.encode("CustomerDeletion", p.fact, topic=deletions_name)
-        except Exception as exc:  # undecodable, no customer id, out of range: nothing to count
-            log.warning("skipping %s[%s]@%s: %s", msg.topic, msg.partition, offset, exc)
+        except Exception as exc:  # undecodable or no customer id: nothing to count
+            skip(msg, exc)
             return
+        cid = p.customer_id.encode()
         if not from_rekey and msg.key != cid:
             await topo.input_rekeyed.send(key=cid, value=event.value)
             return
+        source = msg.partition * 2 + (INPUT_REKEYED if from_rekey else INPUT)
+        offset = msg.offset
         mark = pack_mark(source, offset)
         first = seen.get(cid)
         if first is not None and first != mark:
             return  # a duplicate delivery of a customer already counted
+        # Packed before the id is marked as counted: a value out of range skips the record.
+        t_ms = to_millis(p.t)
+        try:
+            entries = [
+                (batch, key, pack_delta(key, counters, t_ms, source, offset))
+                for batch, deltas in ((loyalty, p.loyalty), (referral, p.referral))
+                for key, counters in ((f"{d}:{k}".encode(), c) for d, k, c in deltas)
+            ]
+            fact = codec.encode("CustomerDeletion", p.fact, topic=deletions_name)
+        except Exception as exc:
+            skip(msg, exc)
+            return
         # New id, or a re-run of the record that counted it (re-written: repairs a changelog
         # write lost in a crash).
         seen[cid] = mark
-        for k, entry in loyalty_entries:
-            loyalty.add(k, entry)
-        for k, entry in referral_entries:
-            referral.add(k, entry)
+        for batch, key, entry in entries:
+            batch.add(key, entry)
         await sender.send(deletions_name, cid, fact)
 
     async def handle(events: list[faust.EventT]) -> None:

@@ -7,7 +7,6 @@ from is the changelog in Kafka.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from streams.kafka.local import free_port
 from streams.kafka.reader import read_topic
 from streams.settings import Settings
 
 pytestmark = pytest.mark.kafka
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -35,7 +29,7 @@ def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         STREAMS_APP_ID=settings.app_id,
         STREAMS_TOPIC_PREFIX=settings.topic_prefix,
         STREAMS_DATA_DIR=settings.data_dir,
-        STREAMS_WEB_PORT=str(_free_port()),
+        STREAMS_WEB_PORT=str(free_port()),
         STREAMS_PROCESSING_GUARANTEE=settings.processing_guarantee,
     )
     cwd = Path(__file__).resolve().parent

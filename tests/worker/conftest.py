@@ -7,7 +7,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,12 @@ from confluent_kafka import Producer
 
 from streams.app import ensure_external_topics
 from streams.domain.deltas import from_millis, totals
+from streams.kafka.local import free_port
 from streams.kafka.reader import read_topic
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
