@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -145,7 +146,9 @@ def build_app(settings: Settings) -> faust.App:
     app.topology = topo  # type: ignore[attr-defined]
 
     @app.on_worker_init.connect
-    def _create_topics(*args: Any, **kwargs: Any) -> None:
+    def _prepare(*args: Any, **kwargs: Any) -> None:
+        if settings.store.startswith("rocksdb"):
+            drop_stale_tables(app, settings)
         ensure_external_topics(settings)
 
     @app.task
@@ -153,6 +156,29 @@ def build_app(settings: Settings) -> faust.App:
         quiet_hot_loggers(settings.log_level)
 
     return app
+
+
+def changelogs(settings: Settings) -> dict[str, str]:
+    """Table name -> its changelog topic (Faust's naming: no topic prefix)."""
+    return {
+        name: f"{settings.app_id}-{name}-changelog"
+        for name in (seen_table.NAME, loyalty_table.NAME, referral_table.NAME)
+    }
+
+
+def drop_stale_tables(app: faust.App, settings: Settings) -> None:
+    """Before Faust opens a store: drop local table partitions the changelogs no longer back."""
+    from streams.tables.local_state import drop_stale
+
+    try:
+        drop_stale(
+            settings.bootstrap_servers,
+            Path(app.conf.datadir),
+            Path(app.conf.tabledir),
+            changelogs(settings),
+        )
+    except Exception as exc:  # the broker is unreachable: Faust's start-up will report it
+        log.error("could not check the local tables against the broker: %s", exc)
 
 
 def ensure_external_topics(settings: Settings) -> list[str]:
@@ -163,10 +189,6 @@ def ensure_external_topics(settings: Settings) -> list[str]:
 
     p, r = settings.topic_partitions, settings.topic_replication
     compacted = {"cleanup.policy": "compact"}
-    changelogs = [
-        f"{settings.app_id}-{name}-changelog"
-        for name in (seen_table.NAME, loyalty_table.NAME, referral_table.NAME)
-    ]
     return ensure_topics(
         settings.bootstrap_servers,
         [
@@ -175,7 +197,7 @@ def ensure_external_topics(settings: Settings) -> list[str]:
             TopicSpec(settings.topic(settings.referral_topic), p, r, compacted),
             TopicSpec(settings.topic(settings.deletions_topic), p, r, compacted),
             *(TopicSpec(settings.topic(f"{settings.app_id}-{name}"), p, r) for name in INTERNAL),
-            *(TopicSpec(name, p, r, compacted) for name in changelogs),
+            *(TopicSpec(name, p, r, compacted) for name in changelogs(settings).values()),
         ],
     )
 

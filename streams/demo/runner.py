@@ -290,7 +290,13 @@ def run(
         print("bridge answers: " + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())))
         target = max(before, 0) + distinct
         print(f"waiting for the analytics to count {distinct} new customers ...")
-        wait_until("the analytics", lambda: total_customers(worker) >= target, 300)
+        wait_until(
+            "the analytics",
+            lambda: total_customers(worker) >= target,
+            300,
+            started.processes.get("worker"),  # a worker that dies is reported at once
+            logs / "worker.log",
+        )
         print()
         print(report(worker))
         print()
