@@ -53,6 +53,7 @@ def main() -> int:
     ap.add_argument("--group", required=True)
     ap.add_argument("--guarantee", default="at-least-once")
     ap.add_argument("--state-dir", required=True)
+    ap.add_argument("--log-level", default="WARNING", help="Quix Streams' log level")
     args = ap.parse_args()
     s = Settings(bootstrap_servers=args.bootstrap, topic_prefix=args.prefix)
     retention = timedelta(days=s.day_retention_days)
@@ -63,7 +64,7 @@ def main() -> int:
         auto_offset_reset="earliest",
         processing_guarantee=args.guarantee,
         state_dir=args.state_dir,
-        loglevel="WARNING",
+        loglevel=args.log_level.upper(),
         producer_extra_config={"partitioner": "murmur2_random"},
     )
     t_in = app.topic(
@@ -137,7 +138,7 @@ def main() -> int:
     ref = dl[dl["kind"] == "r"].apply(lambda v: v["rec"])
     ref.to_topic(t_ref, key=lambda r: f"{r['dimension']}:{r['key']}".encode())
 
-    logging.getLogger("quixstreams").setLevel(logging.WARNING)
+    logging.getLogger("quixstreams").setLevel(args.log_level.upper())
     app.run()
     return 0
 
