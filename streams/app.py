@@ -23,6 +23,7 @@ worker crash can count the deltas of its last uncommitted records again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -36,6 +37,7 @@ from streams.agents import Topology, expiry, watchdog
 from streams.agents import dedup as dedup_agent
 from streams.agents import loyalty as loyalty_agent
 from streams.agents import referrals as referral_agent
+from streams.kafka.batch_producer import WorkerProducer
 from streams.kafka.faust_consumer import Consumer as SnapshotConsumer
 from streams.models.serializers.avro import get_codec
 from streams.settings import SETTINGS, Settings
@@ -130,6 +132,10 @@ def build_app(settings: Settings) -> faust.App:
         loyalty=loyalty_table.create(app, settings),
         referrals=referral_table.create(app, settings),
         agents={},
+        producer=WorkerProducer(
+            settings.bootstrap_servers,
+            {"linger.ms": settings.producer_linger_ms, "client.id": f"{settings.app_id}-worker"},
+        ),
     )
     topo.agents["dedup"] = dedup_agent.register(topo)
     topo.agents["loyalty"] = loyalty_agent.register(topo)
@@ -144,6 +150,10 @@ def build_app(settings: Settings) -> faust.App:
     )
     views.register(topo)
     app.topology = topo  # type: ignore[attr-defined]
+
+    @app.on_before_shutdown.connect
+    async def _close_producer(*args: Any, **kwargs: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, topo.producer.close)
 
     @app.on_worker_init.connect
     def _prepare(*args: Any, **kwargs: Any) -> None:

@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 import faust
 
+from streams.kafka.batch_producer import WorkerProducer
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,3 +53,4 @@ class Topology:
     loyalty: Any
     referrals: Any
     agents: dict[str, Any]
+    producer: WorkerProducer

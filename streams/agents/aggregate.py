@@ -18,8 +18,9 @@ from typing import Any, cast
 import faust
 
 from streams.agents import exit_for_restart
-from streams.agents.batching import BatchSender, batches, use_event
+from streams.agents.batching import batches, use_event
 from streams.domain.state import KeyState, unpack_deltas
+from streams.kafka.batch_producer import BatchSender, WorkerProducer
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def output_record(names: tuple[str, str, str], key: bytes, st: KeyState) -> dict
 def register(
     app: faust.App,
     *,
+    producer: WorkerProducer,
     name: str,
     source: faust.TopicT,
     table: Any,
@@ -52,14 +54,14 @@ def register(
 ) -> Any:
     out_name = out.get_topic_name()
     encode = codec.encode
-    sender = BatchSender(app)
+    sender = BatchSender(producer, table.on_changelog_acked)
+    table.use_sender(sender)  # the table's changelog writes are this agent's records too
 
-    async def flush(touched: dict[bytes, KeyState]) -> None:
+    def flush(touched: dict[bytes, KeyState]) -> None:
         for key, st in touched.items():
             table[key] = st.pack()
-            await sender.send(
-                out_name, key, encode(schema, output_record(names, key, st), topic=out_name)
-            )
+            value = encode(schema, output_record(names, key, st), topic=out_name)
+            sender.send(out_name, key, value)
         touched.clear()
 
     async def handle(events: list[faust.EventT]) -> None:
@@ -78,7 +80,7 @@ def register(
                     del table[key]
                 # Always: a crash after the delete but before the tombstone must not leave
                 # the old totals on the compacted topic for good.
-                await sender.send(out_name, key, None)
+                sender.send(out_name, key, None)
                 continue
             try:
                 entries = unpack_deltas(event.value)
@@ -92,8 +94,8 @@ def register(
                 st.apply(c0, c1, c2, t_ms, src, off, exact)
         for event, touched in pending.values():
             use_event(event)
-            await flush(touched)
-        await sender.delivered()  # outputs acknowledged before the batch is
+            flush(touched)
+        await sender.delivered()  # table writes and outputs acknowledged before the batch is
 
     @app.agent(source, name=name)
     async def aggregate(stream: faust.StreamT[Any]) -> None:

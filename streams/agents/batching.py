@@ -91,31 +91,3 @@ async def batches(
             consuming.set_result(None)  # release the stream's task; its events stay unacked
         s.enable_acks = enable_acks
         s._processors.remove(add)
-
-
-class BatchSender:
-    """Sends records straight through the app's producer (no per-record Faust channel, future
-    message and sensor bookkeeping) and remembers their delivery futures, so that a batch can
-    wait for all of them — a failed delivery then fails the batch instead of being logged and
-    committed past."""
-
-    __slots__ = ("_app", "_pending", "_producer")
-
-    def __init__(self, app: faust.App) -> None:
-        self._app = app
-        self._producer: Any = None
-        self._pending: list[asyncio.Future[Any]] = []
-
-    async def send(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
-    ) -> None:
-        producer = self._producer
-        if producer is None:
-            producer = self._producer = await self._app.maybe_start_producer()
-        self._pending.append(await producer.send(topic, key, value, partition, None, None))
-
-    async def delivered(self) -> None:
-        """Wait until every record sent so far is acknowledged; raises if one failed."""
-        pending, self._pending = self._pending, []
-        if pending:
-            await asyncio.gather(*pending)

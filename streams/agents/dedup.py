@@ -23,10 +23,11 @@ from typing import Any
 import faust
 
 from streams.agents import INPUT, INPUT_REKEYED, Topology, exit_for_restart
-from streams.agents.batching import BatchSender, batches, use_event
+from streams.agents.batching import batches, use_event
 from streams.domain.deltas import plan, to_millis
 from streams.domain.routing import DeltaBatch
 from streams.domain.state import pack_delta, pack_mark
+from streams.kafka.batch_producer import BatchSender
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ def register(topo: Topology) -> Any:
     loyalty_name = topo.loyalty_deltas.get_topic_name()
     referral_name = topo.referral_deltas.get_topic_name()
     deletions_name = topo.deletions_out.get_topic_name()
-    sender = BatchSender(app)
+    sender = BatchSender(topo.producer, seen.on_changelog_acked)
+    seen.use_sender(sender)  # the table's changelog writes are this agent's records too
     retention = timedelta(days=settings.day_retention_days)
     channel = app.topic(
         topo.input.get_topic_name(),
@@ -64,7 +66,7 @@ def register(topo: Topology) -> Any:
             return
         cid = p.customer_id.encode()
         if not from_rekey and msg.key != cid:
-            await topo.input_rekeyed.send(key=cid, value=event.value)
+            sender.send(rekeyed_name, cid, event.value)  # murmur2(cid): cid's dedup partition
             return
         source = msg.partition * 2 + (INPUT_REKEYED if from_rekey else INPUT)
         offset = msg.offset
@@ -89,7 +91,7 @@ def register(topo: Topology) -> Any:
         seen[cid] = mark
         for batch, key, entry in entries:
             batch.add(key, entry)
-        await sender.send(deletions_name, cid, fact)
+        sender.send(deletions_name, cid, fact)
 
     async def handle(events: list[faust.EventT]) -> None:
         loyalty.clear()
@@ -97,18 +99,17 @@ def register(topo: Topology) -> Any:
         for event in events:
             use_event(event)
             await process(event)
-        if not len(loyalty) and not len(referral):
-            await sender.delivered()
-            return
         # The dedup table's writes must be durable before the deltas they guard: otherwise a
         # crash could leave deltas applied but the id unknown, and another record of the same
         # id (the re-key topic is another source) would be counted again.
-        await app.producer.flush()
+        await sender.delivered()
+        if not len(loyalty) and not len(referral):
+            return
         for partition, value in loyalty.messages():
-            await sender.send(loyalty_name, None, value, partition)
+            sender.send(loyalty_name, None, value, partition)
         for partition, value in referral.messages():
-            await sender.send(referral_name, None, value, partition)
-        await sender.delivered()  # facts and deltas acknowledged before the batch is
+            sender.send(referral_name, None, value, partition)
+        await sender.delivered()  # deltas acknowledged before the batch is
 
     @app.agent(channel, name=f"{settings.app_id}.dedup")
     async def dedup(stream: faust.StreamT[Any]) -> None:

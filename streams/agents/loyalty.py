@@ -11,6 +11,7 @@ from streams.domain.deltas import LOYALTY_COUNTERS
 def register(topo: Topology) -> Any:
     return aggregate.register(
         topo.app,
+        producer=topo.producer,
         name=f"{topo.settings.app_id}.loyalty",
         source=topo.loyalty_deltas,
         table=topo.loyalty,

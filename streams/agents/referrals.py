@@ -11,6 +11,7 @@ from streams.domain.deltas import REFERRAL_COUNTERS
 def register(topo: Topology) -> Any:
     return aggregate.register(
         topo.app,
+        producer=topo.producer,
         name=f"{topo.settings.app_id}.referrals",
         source=topo.referral_deltas,
         table=topo.referrals,

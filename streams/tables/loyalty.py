@@ -4,17 +4,17 @@ loyalty delta topic that feeds it."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import faust
 
 from streams.settings import Settings
+from streams.tables import changelog
 
 NAME = "loyalty-points-lost"
 
 
-def create(app: faust.App, settings: Settings) -> Any:
-    return app.Table(
+def create(app: faust.App, settings: Settings) -> changelog.Table:
+    return changelog.create(
+        app,
         NAME,
         partitions=settings.topic_partitions,
         key_type=bytes,

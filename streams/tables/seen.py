@@ -5,17 +5,17 @@ Partitioned like the input topic: the agent only ever writes the key of the reco
 
 from __future__ import annotations
 
-from typing import Any
-
 import faust
 
 from streams.settings import Settings
+from streams.tables import changelog
 
 NAME = "seen-customers"
 
 
-def create(app: faust.App, settings: Settings) -> Any:
-    return app.Table(
+def create(app: faust.App, settings: Settings) -> changelog.Table:
+    return changelog.create(
+        app,
         NAME,
         partitions=settings.topic_partitions,
         key_type=bytes,

@@ -1,7 +1,7 @@
 """The aggregation agents under Faust's `agent.test_context()`, with a recording producer.
 
-These are unit tests: no broker. Faust's `Topic.send` starts the app's producer, so the app's
-producer is replaced by one that records what the agent sends and acknowledges it at once.
+These are unit tests: no broker. The worker's producer (outputs and table changelog writes) is
+replaced by one that records what the agent sends and acknowledges it at once.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from faust.types import TP, RecordMetadata
 
 from streams.app import build_app
 from streams.domain.state import KeyState, pack_delta
@@ -20,20 +19,42 @@ from streams.settings import Settings
 TOTAL, DAY1, DAY2 = b"total:all", b"day:2020-01-01", b"day:2020-01-02"
 
 
+class _Acked:
+    """What librdkafka hands a delivery callback."""
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._tp = (topic, partition, offset)
+
+    def topic(self) -> str:
+        return self._tp[0]
+
+    def partition(self) -> int:
+        return self._tp[1]
+
+    def offset(self) -> int:
+        return self._tp[2]
+
+
 class RecordingProducer:
-    """Stands in for Faust's producer: keeps (topic, key, value) and acknowledges at once."""
+    """Stands in for the worker's librdkafka producer: keeps what the agents send (outputs in
+    `sent`, table writes in `changelog`) and acknowledges each record at once."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes | None]] = []
+        self.changelog: list[tuple[str, int, bytes, bytes | None]] = []
 
-    async def send(
-        self, topic: str, key: Any, value: Any, *_: Any, **__: Any
-    ) -> asyncio.Future[Any]:
-        self.sent.append((topic, key, value))
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        offset = len(self.sent) - 1
-        fut.set_result(RecordMetadata(topic, 0, TP(topic, 0), offset))
-        return fut
+    @property
+    def producer(self) -> RecordingProducer:
+        return self
+
+    def produce(self, topic: str, value: Any, key: Any, partition: int, on_delivery: Any) -> None:
+        if topic.endswith("-changelog"):
+            self.changelog.append((topic, partition, key, value))
+            offset = len(self.changelog) - 1
+        else:
+            self.sent.append((topic, key, value))
+            offset = len(self.sent) - 1
+        on_delivery(None, _Acked(topic, partition, offset))
 
 
 @pytest.fixture(autouse=True)
@@ -56,14 +77,9 @@ def make_topology(tmp_path: Any, **settings: Any) -> Any:
     app = build_app(s)
     app.finalize()
     app.conf.store = "memory://"  # type: ignore[assignment]
-    producer = RecordingProducer()
-
-    async def maybe_start_producer() -> RecordingProducer:
-        return producer
-
-    app.maybe_start_producer = maybe_start_producer  # type: ignore[method-assign]
     topology = app.topology  # type: ignore[attr-defined]
-    topology.recorded = producer
+    # The librdkafka client the worker's producer would create on first use.
+    topology.recorded = topology.producer._producer = RecordingProducer()
     return topology
 
 
@@ -82,6 +98,10 @@ def test_loyalty_agent_applies_each_origin_once(topo: Any) -> None:
     sent = topo.recorded.sent
     # Written and emitted once per batch per key, with the totals of the batch.
     assert [k for _, k, _ in sent] == [TOTAL]
+    # The table write went to the changelog partition of the delta record it came from.
+    [(topic, partition, key, value)] = topo.recorded.changelog
+    assert topic.endswith("loyalty-points-lost-changelog") and (partition, key) == (0, TOTAL)
+    assert KeyState.unpack(value).counters == (13, 2, 1)
     _, last = get_codec().decode(sent[-1][2])
     assert (last["dimension"], last["key"], last["points_lost"], last["customers"]) == (
         "total",

@@ -1,0 +1,65 @@
+"""Faust tables whose changelog writes go through the agent's `BatchSender` (librdkafka).
+
+Faust sends every table write to the changelog with its own `Topic.send_soon` (a future message,
+a buffer task, aiokafka's per-record path and a callback per record). The worker's tables hold
+bytes keys and values and are each written by one agent, which already waits for its records'
+acknowledgements before acknowledging its input batch: the write goes to that agent's sender
+instead, and the persisted offset of a RocksDB partition is set once per batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import faust
+from faust.types import TP
+
+from streams.kafka.batch_producer import BatchSender
+
+
+class Table(faust.Table):  # type: ignore[misc]
+    """A faust.Table with `use_sender`; without a sender it behaves as Faust's own."""
+
+    sender: BatchSender | None = None
+
+    def use_sender(self, sender: BatchSender) -> None:
+        self.sender = sender
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        sender = self.sender
+        if sender is None or type(key) is not bytes or type(value) is not bytes:
+            return super().on_key_set(key, value)  # type: ignore[no-any-return]
+        partition = self._changelog_partition(key)
+        sender.send_changelog(self._changelog_name, partition, key, value)
+        self._maybe_set_key_ttl(key, partition)
+        self._sensor_on_set(self, key, value)
+
+    def on_key_del(self, key: Any) -> None:
+        sender = self.sender
+        if sender is None or type(key) is not bytes:
+            return super().on_key_del(key)  # type: ignore[no-any-return]
+        partition = self._changelog_partition(key)
+        sender.send_changelog(self._changelog_name, partition, key, None)
+        self._maybe_del_key_ttl(key, partition)
+        self._sensor_on_del(self, key)
+
+    def _changelog_partition(self, key: bytes) -> int:
+        partition = self.partition_for_key(key)  # the current event's partition
+        if partition is None:
+            raise RuntimeError(f"table {self.name}: no partition for a write outside an agent")
+        return cast(int, partition)
+
+    @property
+    def _changelog_name(self) -> str:
+        return cast(str, self.changelog_topic.get_topic_name())
+
+    def on_changelog_acked(self, topic: str, partition: int, offset: int) -> None:
+        """What Faust's `_on_changelog_sent` does (at-least-once): remember the offset."""
+        self.data.set_persisted_offset(TP(topic, partition), offset)
+
+
+def create(app: faust.App, name: str, **kwargs: Any) -> Table:
+    """Like `app.Table(name, **kwargs)`, with this class."""
+    table = Table(app, name=name, beacon=app.tables.beacon, **kwargs)
+    app.tables.add(table)
+    return table
