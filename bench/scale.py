@@ -38,7 +38,8 @@ def summary(res: dict[str, Any]) -> list[str]:
         else:
             lines.append(
                 f"  {label} worker(s): {common.fmt(r['events_per_s'])} events/s "
-                f"(elapsed {r['elapsed_s']}s incl. start-up {r['startup_s']}s; cpu {r['cpu_s']}s)"
+                f"(elapsed {r['elapsed_s']}s, first output after {r['startup_s']}s; "
+                f"cpu {r['cpu_s']}s)"
             )
     lines.append(f"  ratio two/one: {common.fmt(res['ratio_two_over_one'], 'x', 2)}")
     return lines

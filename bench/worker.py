@@ -8,10 +8,12 @@ deliveries), one process each:
   (the Python limit, no fault tolerance);
 - `quix-at-least-once` / `quix-exactly-once`: bench/baselines/quix_pipeline.py (Quix Streams).
 
-Figures: `events_per_s` is the steady rate — input events/s while the `total:all` record went
-from 10% to 90% of the distinct customers (start-up and tail excluded; coarse for
-exactly-once Quix, whose outputs appear a transaction at a time); `events_per_s_incl_startup`
-is all events over the time from the process launch to the last output caught up.
+Figures: `events_per_s` (the headline) is all events over the time from the process launch
+until every analytics output has caught up; `events_per_s_after_first_output` starts the clock
+at the first record on any analytics topic; `events_per_s_total_all_10_90` is the rate while the
+`total:all` record went from 10% to 90% of the customers — a diagnostic only: Quix Streams reads
+the whole pre-filled input before its re-partitioned stage starts (one consumer, a 64 MB
+read-ahead), so that window covers only its last stage and flatters it.
 """
 
 from __future__ import annotations
@@ -113,15 +115,16 @@ def attempt(
                 "prefill_s": round(prefill_s, 2),
                 "startup_s": round(first - t0, 2),
                 "elapsed_s": round(t_done - t0, 2),
-                "events_per_s": _round(watch.steady_events_per_s()),
-                "events_per_s_incl_startup": round(n / (t_done - t0), 1),
+                # The headline: from launch until every analytics output has caught up.
+                "events_per_s": round(n / (t_done - t0), 1),
                 "events_per_s_after_first_output": _round(n / max(1e-9, t_done - first)),
+                "events_per_s_total_all_10_90": _round(watch.steady_events_per_s()),
                 "output_records": watch.outputs,
                 "cpu_s": round(cpu, 1),
             }
             log(
-                f"worker {kind} x{processes}: {common.fmt(out['events_per_s'])} events/s steady "
-                f"({out['elapsed_s']}s incl. {out['startup_s']}s start-up)"
+                f"worker {kind} x{processes}: {common.fmt(out['events_per_s'])} events/s "
+                f"({out['elapsed_s']}s, first output after {out['startup_s']}s)"
             )
             return out
         except Exception as exc:
@@ -155,11 +158,12 @@ def run(
     results = [run_variant(broker, ds, v, timeout=300 if quick else 1800) for v in variants]
     by = {r["variant"]: r.get("events_per_s") for r in results}
     ratios = {}
-    for v in variants:
-        if v != "faust-exactly_once" and "faust-exactly_once" in by:
-            ratios[f"faust-exactly_once / {v}"] = common.ratio(by.get("faust-exactly_once"), by[v])
-    ratios["faust-at_least_once / plain"] = common.ratio(
-        by.get("faust-at_least_once"), by.get("plain")
+    for mine in ("faust-exactly_once", "faust-at_least_once"):
+        for v in variants:
+            if v != mine and mine in by and not v.startswith("faust-"):
+                ratios[f"{mine} / {v}"] = common.ratio(by.get(mine), by[v])
+    ratios["faust-exactly_once / faust-at_least_once"] = common.ratio(
+        by.get("faust-exactly_once"), by.get("faust-at_least_once")
     )
     return {"events": n, "customers": ds.distinct, "variants": results, "ratios": ratios}
 
@@ -172,8 +176,9 @@ def summary(res: dict[str, Any]) -> list[str]:
             continue
         lines.append(
             f"  {r['variant']:<22} {common.fmt(r['events_per_s'])} events/s"
-            f"  (incl. start-up {common.fmt(r['events_per_s_incl_startup'])}/s;"
-            f" start-up {r['startup_s']}s; cpu {r['cpu_s']}s)"
+            f"  (after the first output {common.fmt(r['events_per_s_after_first_output'])}/s;"
+            f" first output {r['startup_s']}s; total:all 10-90%"
+            f" {common.fmt(r['events_per_s_total_all_10_90'])}/s; cpu {r['cpu_s']}s)"
             + (
                 f" after {len(r['agent_crashes'])} agent crash(es)"
                 if r.get("agent_crashes")
