@@ -57,6 +57,15 @@ def _owners(app: faust.App, changelog: str) -> dict[str, set[int]]:
     return owners
 
 
+def not_ready(app: faust.App) -> str | None:
+    """Why this worker's tables cannot answer yet (their content would be partial), or None."""
+    if app.rebalancing:
+        return "rebalancing"
+    if app.in_recovery or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+        return "recovering tables from their changelogs"
+    return None
+
+
 def local_view(app: faust.App, table: Any, names: tuple[str, str, str]) -> Nested:
     changelog = table.changelog_topic.get_topic_name()
     me = str(app.conf.canonical_url).rstrip("/")
@@ -108,6 +117,9 @@ def register(topo: Topology) -> None:
 
 def _add(app: faust.App, path: str, table: Any, names: tuple[str, str, str]) -> None:
     async def get(self: View, request: Request) -> Response:
+        why = not_ready(app)
+        if why is not None:  # an empty or partial answer would look like real totals
+            return self.json({"error": "not ready", "reason": why}, status=503)
         if request.query.get("local") == "1":
             return self.json(local_view(app, table, names))
         data, failed = await gathered_view(app, table, names, path)
