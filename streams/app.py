@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -180,15 +181,20 @@ def drop_stale_tables(app: faust.App, settings: Settings) -> None:
     """Before Faust opens a store: drop local table partitions the changelogs no longer back."""
     from streams.tables.local_state import drop_stale
 
-    try:
-        drop_stale(
-            settings.bootstrap_servers,
-            Path(app.conf.datadir),
-            Path(app.conf.tabledir),
-            changelogs(settings),
-        )
-    except Exception as exc:  # the broker is unreachable: Faust's start-up will report it
-        log.error("could not check the local tables against the broker: %s", exc)
+    for attempt in range(1, 4):
+        try:
+            drop_stale(
+                settings.bootstrap_servers,
+                Path(app.conf.datadir),
+                Path(app.conf.tabledir),
+                changelogs(settings),
+            )
+            return
+        except Exception as exc:  # e.g. a partition without a leader yet, on a fresh broker
+            if attempt == 3:  # unreachable: Faust's start-up will report it
+                log.error("could not check the local tables against the broker: %s", exc)
+            else:
+                time.sleep(attempt)
 
 
 def ensure_external_topics(settings: Settings) -> list[str]:
