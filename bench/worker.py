@@ -176,9 +176,9 @@ def summary(res: dict[str, Any]) -> list[str]:
             continue
         lines.append(
             f"  {r['variant']:<22} {common.fmt(r['events_per_s'])} events/s"
-            f"  (after the first output {common.fmt(r['events_per_s_after_first_output'])}/s;"
+            f"  (after the first output {common.fmt(r['events_per_s_after_first_output'], '/s')};"
             f" first output {r['startup_s']}s; total:all 10-90%"
-            f" {common.fmt(r['events_per_s_total_all_10_90'])}/s; cpu {r['cpu_s']}s)"
+            f" {common.fmt(r['events_per_s_total_all_10_90'], '/s')}; cpu {r['cpu_s']}s)"
             + (
                 f" after {len(r['agent_crashes'])} agent crash(es)"
                 if r.get("agent_crashes")
