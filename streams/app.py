@@ -153,8 +153,8 @@ def build_app(settings: Settings) -> faust.App:
     app.topology = topo  # type: ignore[attr-defined]
 
     @app.on_before_shutdown.connect
-    async def _close_producer(*args: Any, **kwargs: Any) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, topo.producer.close)
+    async def _flush_producer(*args: Any, **kwargs: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, topo.producer.flush)
 
     @app.on_worker_init.connect
     def _prepare(*args: Any, **kwargs: Any) -> None:

@@ -67,18 +67,25 @@ class WorkerProducer:
         while not self._stopping.is_set():
             producer.poll(0.1)  # wakes as soon as a report arrives; reports run here
 
-    def close(self, timeout_s: float = 10.0) -> int:
-        """Flush what is queued (up to `timeout_s`), stop the poll thread; records left."""
+    def flush(self, timeout_s: float = 10.0) -> int:
+        """Wait up to `timeout_s` for what is queued; returns the records still unacknowledged.
+
+        At shutdown Faust calls this before its agents have stopped: the poll thread (a daemon)
+        keeps serving reports, so a batch still finishing after it is acknowledged as usual.
+        """
         producer = self._producer
         if producer is None:
             return 0
-        left = producer.flush(timeout_s)
+        left = int(producer.flush(timeout_s))
+        if left:
+            log.warning("%d records were not acknowledged after %.0f s", left, timeout_s)
+        return left
+
+    def stop(self) -> None:
+        """Stop the poll thread (tests; a worker process just exits)."""
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join(timeout_s)
-        if left:
-            log.warning("%d records were not acknowledged at close", left)
-        return int(left)
+            self._thread.join(5)
 
 
 class BatchSender:

@@ -35,8 +35,9 @@ def test_senders_wait_for_their_records(settings: Settings) -> None:
 
     try:
         assert asyncio.run(scenario()) == (0, 0)
+        assert producer.flush() == 0
     finally:
-        assert producer.close() == 0
+        producer.stop()
     got = read_topic(settings.bootstrap_servers, topic, expected=600)
     assert sorted(m.value() for m in got) == [b"a"] * 300 + [b"b"] * 300
     # Keyed records land where Java's (and aiokafka's) murmur2 partitioner puts them.
@@ -66,4 +67,4 @@ def test_a_refused_record_fails_delivered(settings: Settings) -> None:
         with pytest.raises(DeliveryFailed):
             asyncio.run(scenario())
     finally:
-        producer.close(5)
+        producer.stop()

@@ -3,7 +3,6 @@ the web views, with duplicates, a mis-keyed record, SIGKILL and restart, and two
 
 from __future__ import annotations
 
-import signal
 import time
 from typing import Any
 
@@ -73,7 +72,9 @@ def test_sigterm_mid_stream_and_restart(settings: Settings, workers: Any) -> Non
     produce(settings, stream[900:])
     time.sleep(0.5)
     w.stop()
-    assert w.proc is not None and w.proc.returncode != -signal.SIGKILL, w.tail()
+    # A clean exit: not killed after the grace period, not exit 70 (a batch it could not
+    # finish, e.g. records never acknowledged because the producer shut down under it).
+    assert w.proc is not None and w.proc.returncode == 0, (w.proc.returncode, w.tail())
     w2 = w.start()
     want = expected(datums)
     got = wait_exact(settings, want, [w2], timeout=120)
