@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, Producer
 
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS, plan, to_millis
 from streams.models.serializers.avro import get_codec
+from streams.models.serializers.projection import WORKER_FIELDS
 from streams.settings import Settings
 
 
@@ -31,7 +32,9 @@ def main() -> int:
     args = ap.parse_args()
     s = Settings(bootstrap_servers=args.bootstrap, topic_prefix=args.prefix)
     codec = get_codec(s)
-    encode, decode = codec.encode, codec.decode
+    # The worker's projected decode (only the fields plan() reads): only the processor differs.
+    encode = codec.encode
+    decode = codec.projected_decoder("CustomerDeleted", WORKER_FIELDS)
     t_in = s.topic(s.customer_deleted_topic)
     t_loy, t_ref, t_del = (
         s.topic(s.loyalty_topic),
@@ -102,7 +105,7 @@ def main() -> int:
             if m.error():
                 continue
             try:
-                _name, datum = decode(m.value())
+                datum = decode(m.value())
                 p = plan(
                     datum, datetime.fromtimestamp(m.timestamp()[1] / 1000, UTC), now, retention
                 )

@@ -28,14 +28,17 @@ from quixstreams.models import Deserializer, Serializer
 
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS, plan, to_millis
 from streams.models.serializers.avro import get_codec
+from streams.models.serializers.projection import WORKER_FIELDS
 from streams.settings import Settings
 
 CODEC = get_codec(Settings())
+# The worker's projected decode (only the fields plan() reads): only the processor differs.
+DECODE = CODEC.projected_decoder("CustomerDeleted", WORKER_FIELDS)
 
 
 class AvroIn(Deserializer):
     def __call__(self, value: bytes, ctx: Any) -> Any:
-        return CODEC.decode(value)[1]
+        return DECODE(value)
 
 
 class AvroOut(Serializer):

@@ -28,6 +28,7 @@ from streams.domain.deltas import plan, to_millis
 from streams.domain.routing import DeltaBatch
 from streams.domain.state import pack_delta, pack_mark
 from streams.kafka.batch_producer import BatchSender
+from streams.models.serializers.projection import WORKER_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def register(topo: Topology) -> Any:
     referral_name = topo.referral_deltas.get_topic_name()
     deletions_name = topo.deletions_out.get_topic_name()
     sender = BatchSender(topo.producer, seen.on_changelog_acked)
+    decode = codec.projected_decoder("CustomerDeleted", WORKER_FIELDS)  # only what plan() reads
     seen.use_sender(sender)  # the table's changelog writes are this agent's records too
     retention = timedelta(days=settings.day_retention_days)
     channel = app.topic(
@@ -57,7 +59,7 @@ def register(topo: Topology) -> Any:
         msg = event.message
         from_rekey = msg.topic == rekeyed_name
         try:
-            _name, datum = codec.decode(event.value)
+            datum = decode(event.value)
             p = plan(
                 datum, datetime.fromtimestamp(msg.timestamp, UTC), datetime.now(UTC), retention
             )

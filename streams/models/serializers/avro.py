@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -28,6 +28,8 @@ from fastavro.schema import to_parsing_canonical_form
 
 from streams.models.errors import DecodeError, ValidationError
 from streams.models.serializers.codegen import compile_writer as generate_writer
+from streams.models.serializers.projection import Keep, Reader, compile_reader
+from streams.models.serializers.projection import Unsupported as NoProjection
 from streams.models.serializers.writer import Unsupported, Writer
 from streams.settings import Settings
 
@@ -318,6 +320,39 @@ class AvroCodec:
         if not isinstance(datum, dict):
             raise DecodeError(f"{route.name} body is not a record")
         return route.name, datum
+
+    def projected_decoder(self, schema_name: str, keep: Keep) -> Callable[[bytes], dict[str, Any]]:
+        """decode(data) -> datum with only the `keep` fields built (streams.models.serializers.
+        projection), for single-object messages written with the current `schema_name`; any
+        other message (an older writer, the Confluent framing) goes through `decode`. Raises
+        DecodeError like `decode`, also for a record of another schema."""
+        current = self._current(schema_name)
+        prefix = SINGLE_OBJECT_MAGIC + current.fingerprint
+        try:
+            read: Reader | None = compile_reader(current.parsed, keep)
+        except NoProjection:
+            read = None
+        decode = self.decode
+
+        def projected(data: bytes) -> dict[str, Any]:
+            if read is not None and data[:_SOE_HEADER_LEN] == prefix:
+                try:
+                    datum, end = read(data, _SOE_HEADER_LEN)
+                except Exception as exc:
+                    raise DecodeError(
+                        f"corrupt {schema_name} body: {type(exc).__name__}: {exc}"
+                    ) from None
+                if end != len(data):
+                    raise DecodeError(
+                        f"{len(data) - end} trailing bytes after the {schema_name} body"
+                    )
+                return datum
+            name, datum = decode(data)
+            if name != schema_name:
+                raise DecodeError(f"a {name} record, not {schema_name}")
+            return datum
+
+        return projected
 
     def _sr_route(self, schema_id: int) -> _Route:
         if self._registry is None and not self.schema_registry_url:
