@@ -16,6 +16,7 @@ from typing import Any
 
 from streams.models import parse_webhook
 from streams.models.serializers.avro import AvroCodec
+from streams.models.serializers.projection import WORKER_FIELDS
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "customer-deleted.webhook.json"
 
@@ -39,6 +40,8 @@ def main() -> None:
     datum = parse_webhook(payload)
     data = codec.encode("CustomerDeleted", datum)
     assert codec.decode(data) == ("CustomerDeleted", datum)
+    # What the worker decodes: only the fields it reads (streams.models.serializers.projection).
+    projected = codec.projected_decoder("CustomerDeleted", WORKER_FIELDS)
 
     rows = {
         "json.loads": median_us(lambda: json.loads(text), args.number, args.repeat),
@@ -48,6 +51,7 @@ def main() -> None:
             lambda: codec.encode("CustomerDeleted", datum), args.number, args.repeat
         ),
         "avro decode": median_us(lambda: codec.decode(data), args.number, args.repeat),
+        "worker decode": median_us(lambda: projected(data), args.number, args.repeat),
         "bridge path": median_us(
             lambda: codec.encode("CustomerDeleted", parse_webhook(json.loads(body))),
             args.number,
@@ -60,6 +64,7 @@ def main() -> None:
         print(f"  {name:<14} {us:8.2f} µs")
     print(f"  encode / json.dumps   {rows['avro encode'] / rows['json.dumps']:6.2f}x")
     print(f"  decode / json.loads   {rows['avro decode'] / rows['json.loads']:6.2f}x")
+    print(f"  worker decode / decode {rows['worker decode'] / rows['avro decode']:6.2f}x")
     print(
         f"  bridge path (json.loads + parse_webhook + encode): {1e6 / rows['bridge path']:,.0f}/s"
     )
