@@ -20,7 +20,7 @@ import faust
 from streams.agents import exit_for_restart
 from streams.agents.batching import batches, use_event
 from streams.domain.state import KeyState, unpack_deltas
-from streams.kafka.batch_producer import BatchSender, WorkerProducer
+from streams.kafka.batch_producer import WorkerProducer
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,7 @@ def register(
 ) -> Any:
     out_name = out.get_topic_name()
     encode = codec.encode
-    sender = BatchSender(producer, table.on_changelog_acked)
-    table.use_sender(sender)  # the table's changelog writes are this agent's records too
+    sender = table.attach_sender(producer)  # the table's writes are this agent's records
 
     def flush(touched: dict[bytes, KeyState]) -> None:
         for key, st in touched.items():

@@ -27,7 +27,6 @@ from streams.agents.batching import batches, use_event
 from streams.domain.deltas import plan, to_millis
 from streams.domain.routing import DeltaBatch
 from streams.domain.state import pack_delta, pack_mark
-from streams.kafka.batch_producer import BatchSender
 from streams.models.serializers.projection import WORKER_FIELDS
 
 log = logging.getLogger(__name__)
@@ -39,9 +38,8 @@ def register(topo: Topology) -> Any:
     loyalty_name = topo.loyalty_deltas.get_topic_name()
     referral_name = topo.referral_deltas.get_topic_name()
     deletions_name = topo.deletions_out.get_topic_name()
-    sender = BatchSender(topo.producer, seen.on_changelog_acked)
+    sender = seen.attach_sender(topo.producer)  # the table's writes are this agent's records
     decode = codec.projected_decoder("CustomerDeleted", WORKER_FIELDS)  # only what plan() reads
-    seen.use_sender(sender)  # the table's changelog writes are this agent's records too
     retention = timedelta(days=settings.day_retention_days)
     channel = app.topic(
         topo.input.get_topic_name(),

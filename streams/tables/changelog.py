@@ -14,16 +14,22 @@ from typing import Any, cast
 import faust
 from faust.types import TP
 
-from streams.kafka.batch_producer import BatchSender
+from streams.kafka.batch_producer import BatchSender, WorkerProducer
 
 
 class Table(faust.Table):  # type: ignore[misc]
-    """A faust.Table with `use_sender`; without a sender it behaves as Faust's own."""
+    """A faust.Table whose writes go to the sender `attach_sender` made; without one it behaves
+    as Faust's own."""
 
     sender: BatchSender | None = None
+    _changelog_name = ""
 
-    def use_sender(self, sender: BatchSender) -> None:
-        self.sender = sender
+    def attach_sender(self, producer: WorkerProducer) -> BatchSender:
+        """The writing agent's sender: its records, and this table's changelog writes (whose
+        acknowledged offsets it hands back to `on_changelog_acked`)."""
+        self._changelog_name = cast(str, self.changelog_topic.get_topic_name())
+        self.sender = BatchSender(producer, self.on_changelog_acked)
+        return self.sender
 
     def on_key_set(self, key: Any, value: Any) -> None:
         sender = self.sender
@@ -48,10 +54,6 @@ class Table(faust.Table):  # type: ignore[misc]
         if partition is None:
             raise RuntimeError(f"table {self.name}: no partition for a write outside an agent")
         return cast(int, partition)
-
-    @property
-    def _changelog_name(self) -> str:
-        return cast(str, self.changelog_topic.get_topic_name())
 
     def on_changelog_acked(self, topic: str, partition: int, offset: int) -> None:
         """What Faust's `_on_changelog_sent` does (at-least-once): remember the offset."""

@@ -27,13 +27,14 @@ from pathlib import Path
 
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from faust.stores.rocksdb import Store
 
 from streams.kafka.admin import admin_client
 
 log = logging.getLogger(__name__)
 
 CLUSTER_ID_FILE = "kafka-cluster-id"
-OFFSET_KEY = b"__faust\0offset__"  # where Faust's RocksDB store keeps the persisted offset
+OFFSET_KEY: bytes = Store.offset_key  # where Faust's RocksDB store keeps the persisted offset
 
 
 @dataclass(frozen=True)
