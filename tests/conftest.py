@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.processes import free_port_pair
 
-from streams.kafka.local import KafkaError, LocalKafka, broker_answers
+from streams.kafka.local import KafkaError, LocalKafka, broker_answers, free_port_pair
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
