@@ -75,6 +75,22 @@ def canonical_url(settings: Settings) -> str:
     return f"http://{host}:{settings.web_port}"
 
 
+def data_dir(settings: Settings) -> Path:
+    """The app's own folder in the data dir: two app ids run from one directory never share
+    table files."""
+    return Path(settings.data_dir) / settings.app_id
+
+
+def worker_settings(environ: dict[str, str] | None = None) -> Settings:
+    """The settings of `faust -A streams.app worker`: the environment, and `faust --datadir D`,
+    which Faust passes on only as F_DATADIR (set before it imports this module)."""
+    env = dict(os.environ if environ is None else environ)
+    settings = Settings.from_env(env)
+    if env.get("F_DATADIR"):
+        settings = settings.with_(data_dir=env["F_DATADIR"])
+    return settings
+
+
 def store_url(settings: Settings) -> str:
     # faust-streaming's rocksdb:// store uses rocksdict when python-rocksdb is absent.
     return settings.store
@@ -96,7 +112,7 @@ def build_app(settings: Settings) -> faust.App:
         settings.app_id,
         broker=broker_url(settings.bootstrap_servers),
         store=store_url(settings),
-        datadir=settings.data_dir,
+        datadir=str(data_dir(settings)),
         web_host=settings.web_host,
         web_port=settings.web_port,
         canonical_url=canonical_url(settings),
@@ -107,6 +123,14 @@ def build_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_linger=settings.producer_linger_ms / 1000,
         producer_max_batch_size=256 * 1024,
+        # Fail-over in seconds: a dead worker's partitions move after the session timeout (or
+        # at once to the same STREAMS_WORKER_ID restarted: static membership).
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 4),
+        broker_rebalance_timeout=max(20.0, 2 * settings.session_timeout_s),
+        consumer_group_instance_id=(
+            f"{settings.app_id}-{settings.worker_id}" if settings.worker_id else None
+        ),
         autodiscover=False,
         web_enabled=True,
     )
@@ -243,4 +267,4 @@ def run(settings: Settings) -> int:
     return 0  # not reached
 
 
-app = build_app(Settings.from_env())
+app = build_app(worker_settings())

@@ -285,6 +285,32 @@ SETTINGS: tuple[Setting, ...] = (
         ("worker",),
     ),
     Setting(
+        "partition_stall_s",
+        "STREAMS_PARTITION_STALL_S",
+        30.0,
+        "An assigned partition with records waiting and no progress this long is stalled: "
+        "recovered, then the worker exits (to be restarted); 0: off.",
+        float,
+        ("worker",),
+    ),
+    Setting(
+        "session_timeout_s",
+        "STREAMS_SESSION_TIMEOUT_S",
+        10.0,
+        "Consumer-group session timeout (s): how long a dead worker holds its partitions.",
+        float,
+        ("worker",),
+    ),
+    Setting(
+        "worker_id",
+        "STREAMS_WORKER_ID",
+        "",
+        "Stable id of this worker (static group membership): a restarted worker takes its "
+        "partitions back at once. Unique per worker; empty: dynamic membership.",
+        str,
+        ("worker",),
+    ),
+    Setting(
         "producer_linger_ms",
         "STREAMS_PRODUCER_LINGER_MS",
         5.0,
@@ -353,6 +379,9 @@ class Settings:
     day_retention_days: int = 400
     standby_replicas: int = 0
     stall_timeout_s: float = 300.0
+    partition_stall_s: float = 30.0
+    session_timeout_s: float = 10.0
+    worker_id: str = ""
     producer_linger_ms: float = 5.0
     batch_size: int = 500
     batch_wait_ms: float = 10.0
@@ -386,6 +415,14 @@ class Settings:
         if not 0 <= self.producer_linger_ms <= 1000:
             raise ValueError(
                 f"STREAMS_PRODUCER_LINGER_MS: expected 0 to 1000, got {self.producer_linger_ms}"
+            )
+        if not 6 <= self.session_timeout_s <= 300:  # the broker's default group session range
+            raise ValueError(
+                f"STREAMS_SESSION_TIMEOUT_S: expected 6 to 300, got {self.session_timeout_s}"
+            )
+        if self.partition_stall_s < 0:
+            raise ValueError(
+                f"STREAMS_PARTITION_STALL_S: expected >= 0, got {self.partition_stall_s}"
             )
         if self.batch_size < 1:
             raise ValueError(f"STREAMS_BATCH_SIZE: expected at least 1, got {self.batch_size}")

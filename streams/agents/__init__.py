@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import faust
 
+from streams.agents.health import Health
 from streams.kafka.batch_producer import WorkerProducer
 from streams.settings import Settings
 
@@ -54,3 +55,4 @@ class Topology:
     referrals: Any
     agents: dict[str, Any]
     producer: WorkerProducer
+    health: Health = field(default_factory=Health)

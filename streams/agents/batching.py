@@ -1,10 +1,14 @@
-"""Taking a Faust stream's records in batches, acknowledged only once a batch was handled.
+"""Taking a Faust stream's records in batches, committed only once a batch was handled.
 
 Faust's own `Stream.take_events` acknowledges a batch in a `finally`: also when the agent body
 raised, or was cancelled mid-batch (rebalance, shutdown), so half-handled records could be
-committed and never handled again. `batches` acknowledges a batch only when the next one is asked
-for; a batch abandoned any other way stays unacknowledged, so its records are read again after
-the restart or rebalance (every step downstream is idempotent: see streams.domain.state).
+committed and never handled again. `batches` reports a batch handled only when the next one is
+asked for; a batch abandoned any other way is not, so its records are read again after the
+restart or rebalance (every step downstream is idempotent: see streams.domain.state).
+
+In the worker each batch is first admitted by its consumer (streams.kafka.faust_consumer):
+records are handled strictly in offset order per partition from where it was committed, and
+what is committed is the contiguous prefix reported handled here — never Faust's own acks.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from typing import Any, cast
 import faust
 from faust.streams import _current_event
 from mode.utils.aiter import aiter
+
+from streams.agents import exit_for_restart
+from streams.kafka.faust_consumer import HoleError, consumer_of
 
 
 def use_event(event: faust.EventT) -> None:
@@ -77,10 +84,22 @@ async def batches(
             consuming = asyncio.get_running_loop().create_future()
             batch = list(buffer)
             buffer.clear()
-            yield batch
-            # Resumed: the consumer asked for the next batch, so this one was handled.
-            for event in batch:
-                await s.ack(event)
+            ticket = None
+            consumer = consumer_of(s.app)
+            if consumer is not None:
+                try:
+                    batch, dropped, ticket = await consumer.admit(batch)
+                except HoleError as exc:
+                    exit_for_restart("%s", exc)
+                for event in dropped:  # released, not handled: commits come from tickets
+                    await s.ack(event)
+            if batch:
+                yield batch
+                # Resumed: the consumer asked for the next batch, so this one was handled.
+                if consumer is not None and ticket is not None:
+                    consumer.handled(ticket)
+                for event in batch:
+                    await s.ack(event)
             fut, consuming = consuming, None
             if not fut.done():
                 fut.set_result(None)

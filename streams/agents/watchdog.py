@@ -1,9 +1,15 @@
-"""Stall watchdog: exit when the worker consumes nothing while records wait for it.
+"""Watchdogs: the worker must never sit still while records wait for it.
 
-After a broker outage, Faust's aiokafka consumer can stay out of its group for good, fetching
-nothing (faust-streaming issues #175 and #523). Counting stays exact through a crash (see
-streams.agents.dedup), so the safe cure is to exit and let the supervisor (compose, systemd,
-Kubernetes, the demo, the tests) start the worker again.
+- **Partitions** (STREAMS_PARTITION_STALL_S, 30 s): once the worker is ready (not rebalancing
+  or restoring), an assigned partition with records past the next offset its agent expects and
+  no progress for that long is stalled — seen after restarts while a killed member was still in
+  the group, and after broker outages (faust-streaming #175, #523, #629). It is resumed and
+  re-sought once; still stalled after another period, the worker exits to be restarted. Which
+  partitions are behind or stalled is kept in `Topology.health` for the views and `/readyz`.
+- **Worker** (STREAMS_STALL_TIMEOUT_S, 300 s): consumed nothing at all that long while the
+  group has records waiting: exit to be restarted.
+
+Counting stays exact through a crash (see streams.agents.dedup), so exiting is always safe.
 """
 
 from __future__ import annotations
@@ -11,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from streams.agents import EXIT_FOR_RESTART, Topology, exit_for_restart
+from streams.agents.health import not_ready
+from streams.kafka.faust_consumer import consumer_of, ends_behind
+from streams.kafka.group_offsets import GroupOffsets
 
 log = logging.getLogger(__name__)
 
@@ -26,46 +32,92 @@ EXIT_CODE = EXIT_FOR_RESTART
 def group_lag(bootstrap: str, group: str, topics: list[str], timeout: float = 5.0) -> int | None:
     """Records of `topics` not yet committed by `group`; None when the broker does not answer
     within `timeout` (transient errors, such as a coordinator still loading, are retried)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "client.id": f"watchdog-{uuid.uuid4().hex[:6]}",
-            "enable.auto.commit": False,
-            "log_level": 0,
-        }
-    )
+    offsets = GroupOffsets(bootstrap, group, timeout=max(0.5, timeout))
     deadline = time.monotonic() + timeout
     try:
         while True:
-            left = max(0.5, deadline - time.monotonic())
             try:
-                return _lag(consumer, topics, left)
+                return offsets.lag(topics)
             except Exception as exc:
                 if time.monotonic() >= deadline:
                     log.debug("group lag unknown: %s", exc)
                     return None
                 time.sleep(0.5)
     finally:
-        consumer.close()
+        offsets.close()
 
 
-def _lag(consumer: Consumer, topics: list[str], timeout: float) -> int:
-    meta = consumer.list_topics(timeout=timeout)
-    tps = [
-        TopicPartition(t, p) for t in topics if t in meta.topics for p in meta.topics[t].partitions
-    ]
-    lag = 0
-    for tp in consumer.committed(tps, timeout=timeout):
-        if tp.error is not None:
-            raise RuntimeError(str(tp.error))
-        low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-        start = tp.offset if tp.offset >= 0 else low
-        lag += max(0, high - start)
-    return lag
+def register(topo: Topology, topics: list[str]) -> None:
+    _register_partitions(topo)
+    _register_worker(topo, topics)
 
 
-def register(topo: Topology, topics: list[str]) -> Any:
+def _register_partitions(topo: Topology) -> Any:
+    settings, app, health = topo.settings, topo.app, topo.health
+    stall_s = settings.partition_stall_s
+    if stall_s <= 0:
+        return None
+    tried: dict[Any, float] = {}  # partition -> when it was resumed and re-sought
+
+    @app.timer(max(1.0, min(5.0, stall_s / 6)))
+    async def partition_watchdog() -> None:
+        consumer = consumer_of(app)
+        if consumer is None:
+            return
+        guard = consumer.guard
+        if not_ready(app) is not None:  # idle by design: restart every partition's clock
+            for tp in guard.positions():
+                guard.touch(tp)
+            tried.clear()
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await consumer.lookup_starts()
+            positions = guard.positions()
+            parts = [(tp.topic, tp.partition) for tp in positions]
+            marks = await loop.run_in_executor(None, consumer.group_offsets().watermarks, parts)
+        except Exception as exc:  # the broker is away: the worker watchdog covers that
+            log.debug("partition check skipped: %s", exc)
+            return
+        behind = ends_behind(positions, {part: high for part, (_, high) in marks.items()})
+        now = time.monotonic()
+        stalled = [tp for tp in behind if now - positions[tp][1] >= stall_s]
+        health.behind = {f"{tp.topic}[{tp.partition}]": n for tp, n in behind.items()}
+        health.stalled = [f"{tp.topic}[{tp.partition}]" for tp in stalled]
+        health.checked_at = now
+        for tp in list(tried):
+            if tp not in behind:
+                del tried[tp]
+        for tp in stalled:
+            expected = positions[tp][0]
+            if tp in tried:
+                exit_for_restart(
+                    "%s[%s]: %d records wait at offset %s and nothing moved for %.0fs, "
+                    "also after a resume and seek",
+                    tp.topic,
+                    tp.partition,
+                    behind[tp],
+                    expected,
+                    now - positions[tp][1],
+                )
+            log.warning(
+                "%s[%s]: %d records wait at offset %s, no progress for %.0fs: resuming it",
+                tp.topic,
+                tp.partition,
+                behind[tp],
+                expected,
+                now - positions[tp][1],
+            )
+            tried[tp] = now
+            consumer.resume_partitions([tp])
+            if expected is not None:
+                await consumer.seek_wait({tp: expected})
+            guard.touch(tp)
+
+    return partition_watchdog
+
+
+def _register_worker(topo: Topology, topics: list[str]) -> Any:
     settings, app = topo.settings, topo.app
     if settings.stall_timeout_s <= 0:
         return None

@@ -1,27 +1,63 @@
-"""The worker's Faust consumer: fetches only for partitions that were active when asked.
+"""The worker's Faust consumer: where every reach into faust-streaming's consumer internals lives.
 
-Records produced while a fresh worker recovered its tables were lost (docs/BENCHMARKS.md,
-finding 3). At the end of recovery Faust pauses the changelog partitions it was reading:
-`Consumer.pause_partitions` empties *in place* the very set that `_wait_next_records` has just
-handed to a fetch running in the consumer thread (faust/transport/consumer.py). aiokafka's
-`Fetcher.fetched_records(partitions)` takes an empty `partitions` for "every partition" (`if
-partitions and tp not in partitions`), so it returned the records it had prefetched for the input
-partitions -- still paused by Faust -- and advanced their positions; Faust's `getmany` skipped
-them (not active). Its repair, `perform_seek()` -> `seek_to_committed()`, only seeks partitions
-whose committed offset is > 0: on a group without commits those records were never processed.
+1. **Fetch snapshot.** Records produced while a fresh worker recovered its tables were lost
+   (docs/BENCHMARKS.md, finding 3). At the end of recovery Faust pauses the changelog partitions
+   it was reading: `Consumer.pause_partitions` empties *in place* the very set that
+   `_wait_next_records` has just handed to a fetch running in the consumer thread. aiokafka's
+   `Fetcher.fetched_records(partitions)` takes an empty set for "every partition", so it
+   returned records prefetched for paused input partitions and advanced their positions; Faust
+   dropped them. Each fetch now gets a snapshot, and nothing active means no fetch.
+2. **Commits from the agents, not from Faust's acks.** Faust commits the contiguous run of
+   acknowledged offsets (`_acked`, `_gap`, `_new_offset`), and more is acknowledged than the
+   agents handled (docs/RELIABILITY.md, "Root causes"). Here `ack` only releases the message,
+   and the offset committed for a partition is the one `streams.kafka.offsets.OffsetGuard` says
+   the agents handled contiguously from the partition's committed start.
+3. **Admission.** `admit` checks a batch of events against the guard before an agent handles
+   it: records before the next expected offset are dropped (handled already), a record after
+   it means records were not delivered — unless reading the partition shows none there
+   (compaction, transaction markers), the worker exits to be restarted before anything past
+   the hole is handled or committed.
 
-Handing the consumer thread a snapshot (and not fetching at all when nothing is active) means a
-fetch only returns records of partitions that were active when it was asked for.
+faust-streaming is bounded in pyproject.toml; tests/kafka/test_faust_consumer.py fails when a
+method overridden here changes shape.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, Message
+from mode.utils.futures import notify
+
+from streams.kafka.group_offsets import GroupOffsets
+from streams.kafka.offsets import OffsetGuard, Ticket, Verdict
+
+log = logging.getLogger(__name__)
+
+#: How long a batch may wait for the broker to say where an assignment starts.
+START_LOOKUP_S = 30.0
+
+
+class HoleError(RuntimeError):
+    """Records of a partition were not delivered to its agent (see `Consumer.admit`)."""
 
 
 class Consumer(faust_aiokafka.Consumer):
+    guard: OffsetGuard[TP]
+    _offsets: GroupOffsets | None = None
+    holes: int = 0  # holes found (each exits the worker)
+    duplicates: int = 0  # records dropped as handled already
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard = OffsetGuard[TP]()
+
+    # --- 1. fetch snapshot ------------------------------------------------------------
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> RecordMap:
         if active_partitions is None:  # client-only apps: every assigned partition
             return await super()._getmany(None, timeout)
@@ -29,3 +65,146 @@ class Consumer(faust_aiokafka.Consumer):
         if not snapshot:
             return {}
         return await super()._getmany(snapshot, timeout)
+
+    # --- 2. commits -------------------------------------------------------------------
+    def ack(self, message: Message) -> bool:
+        """Release the message (Faust waits for unacknowledged ones at shutdown); commits
+        come from the guard, never from acknowledgements."""
+        if message.acked:
+            return False
+        message.acked = True
+        self._unacked_messages.discard(message)
+        notify(self._waiting_for_ack)
+        return True
+
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        return iter(
+            [
+                tp
+                for tp in self.guard.committable()
+                if topics is None or tp in topics or tp.topic in topics
+            ]
+        )
+
+    def _new_offset(self, tp: TP) -> int | None:
+        return self.guard.offset_to_commit(tp)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self.guard.revoked(revoked)
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        # Eager rebalancing: every partition of the new assignment starts again from its
+        # committed offset (aiokafka resets the positions), so does the guard.
+        self.guard.assigned(tp for tp in assigned if not self._is_changelog_tp(tp))
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    # --- 3. admission -----------------------------------------------------------------
+    def group_offsets(self) -> GroupOffsets:
+        if self._offsets is None:
+            conf = self.app.conf
+            servers = ",".join(f"{u.host}:{u.port or 9092}" for u in conf.broker)
+            self._offsets = GroupOffsets(servers, conf.id)
+        return self._offsets
+
+    async def lookup_starts(self) -> None:
+        needed = self.guard.needs_start()
+        if not needed:
+            return
+        loop = asyncio.get_running_loop()
+        offsets = self.group_offsets()
+        parts = [(tp.topic, tp.partition) for tp in needed]  # type: ignore[attr-defined]
+        deadline = loop.time() + START_LOOKUP_S
+        while True:
+            try:
+                starts = await loop.run_in_executor(None, offsets.starts, parts)
+                break
+            except Exception as exc:  # e.g. the coordinator still loading its offsets
+                if loop.time() >= deadline:
+                    raise HoleError(f"cannot read where the assignment starts: {exc}") from exc
+                await asyncio.sleep(1.0)
+        for tp in needed:
+            start = starts.get((tp.topic, tp.partition))  # type: ignore[attr-defined]
+            if start is not None:
+                self.guard.set_start(tp, start)
+
+    async def admit(self, events: list[Any]) -> tuple[list[Any], list[Any], Ticket[TP]]:
+        """Split a batch into the events to handle (in offset order per partition, from where
+        the partition's records must continue) and those to drop; raises HoleError when a
+        partition's next records were not delivered."""
+        guard = self.guard
+        ticket = Ticket[TP]()
+        keep: list[Any] = []
+        drop: list[Any] = []
+        for event in events:
+            msg = event.message
+            tp = msg.tp
+            verdict = guard.check(tp, msg.offset)
+            if verdict is Verdict.UNKNOWN_START:
+                await self.lookup_starts()
+                verdict = guard.check(tp, msg.offset)
+                if verdict is Verdict.UNKNOWN_START:
+                    raise HoleError(f"{tp}: the broker gave no start offset")
+            if verdict is Verdict.HOLE:
+                await self._verify_gap(tp, msg.offset)
+                verdict = guard.check(tp, msg.offset)
+            if verdict is Verdict.ACCEPT:
+                guard.accept(tp, msg.offset, ticket)
+                keep.append(event)
+            else:
+                if verdict is Verdict.DUPLICATE:
+                    self.duplicates += 1
+                drop.append(event)  # NOT_ASSIGNED: revoked meanwhile; Faust skips those too
+        return keep, drop, ticket
+
+    async def _verify_gap(self, tp: TP, offset: int) -> None:
+        """Records from the expected offset up to `offset` did not arrive. Read the partition
+        there: no record in between is a real gap (skip it); records are a hole."""
+        expected = self.guard.expected(tp)
+        assert expected is not None
+        part = (tp.topic, tp.partition)  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        try:
+            first = await loop.run_in_executor(
+                None, self.group_offsets().first_offset_from, part, expected
+            )
+        except Exception as exc:
+            first = None
+            log.warning("%s[%s]: could not read offset %d: %s", *part, expected, exc)
+        if first is not None and first >= offset:
+            log.info("%s[%s]: no records at offsets %d-%d", *part, expected, offset - 1)
+            self.guard.skip_to(tp, offset)
+            return
+        self.holes += 1
+        raise HoleError(
+            f"{part[0]}[{part[1]}]: offsets {expected}-{offset - 1} were not delivered to the "
+            f"agent (record {first} exists); nothing past {expected} handled or committed"
+        )
+
+    def handled(self, ticket: Ticket[TP]) -> None:
+        self.guard.handled(ticket)
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if self._offsets is not None:
+            self._offsets.close()
+            self._offsets = None
+
+
+def consumer_of(app: Any) -> Consumer | None:
+    """The app's consumer when it is this module's and running (the worker's), else None
+    (other apps, and Faust's agent test context, which starts no consumer)."""
+    consumer = app.consumer
+    return consumer if isinstance(consumer, Consumer) and consumer.started else None
+
+
+def ends_behind(
+    positions: Mapping[TP, tuple[int | None, float]], ends: Mapping[tuple[str, int], int]
+) -> dict[TP, int]:
+    """Per partition, how many records wait past the next expected offset."""
+    out: dict[TP, int] = {}
+    for tp, (expected, _) in positions.items():
+        end = ends.get((tp.topic, tp.partition))  # type: ignore[attr-defined]
+        if expected is not None and end is not None and end > expected:
+            out[tp] = end - expected
+    return out

@@ -19,6 +19,7 @@ import faust
 from faust.web import Request, Response, View
 
 from streams.agents import Topology
+from streams.agents.health import Health, not_ready
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS, from_millis
 from streams.domain.routing import partition_of
 from streams.domain.state import KeyState
@@ -55,15 +56,6 @@ def _owners(app: faust.App, changelog: str) -> dict[str, set[int]]:
         if parts:
             owners[str(url).rstrip("/")] = set(parts)
     return owners
-
-
-def not_ready(app: faust.App) -> str | None:
-    """Why this worker's tables cannot answer yet (their content would be partial), or None."""
-    if app.rebalancing:
-        return "rebalancing"
-    if app.in_recovery or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
-        return "recovering tables from their changelogs"
-    return None
 
 
 def local_view(app: faust.App, table: Any, names: tuple[str, str, str]) -> Nested:
@@ -112,22 +104,53 @@ def register(topo: Topology) -> None:
         ("/analytics/loyalty", topo.loyalty, LOYALTY_COUNTERS),
         ("/analytics/referrals", topo.referrals, REFERRAL_COUNTERS),
     ):
-        _add(app, path, table, names)
+        _add(app, topo.health, path, table, names)
+    _add_health(app, topo.health)
 
 
-def _add(app: faust.App, path: str, table: Any, names: tuple[str, str, str]) -> None:
+def unready_reason(app: faust.App, health: Health) -> dict[str, Any] | None:
+    """The 503 body when this worker's totals are not current, else None."""
+    why = not_ready(app)
+    if why is not None:
+        return {"error": "not ready", "reason": why}
+    if health.stalled:
+        return {"error": "not current", "reason": "partitions stalled", "stalled": health.stalled}
+    return None
+
+
+def _add(
+    app: faust.App, health: Health, path: str, table: Any, names: tuple[str, str, str]
+) -> None:
     async def get(self: View, request: Request) -> Response:
-        why = not_ready(app)
-        if why is not None:  # an empty or partial answer would look like real totals
-            return self.json({"error": "not ready", "reason": why}, status=503)
+        unready = unready_reason(app, health)
+        if unready is not None:  # an empty, partial or stale answer would look like real totals
+            return self.json(unready, status=503)
         if request.query.get("local") == "1":
-            return self.json(local_view(app, table, names))
-        data, failed = await gathered_view(app, table, names, path)
-        if failed:
-            return self.json(
-                {"error": "some workers did not answer", "workers": failed}, status=503
-            )
-        return self.json(data)
+            response = self.json(local_view(app, table, names))
+        else:
+            data, failed = await gathered_view(app, table, names, path)
+            if failed:
+                return self.json(
+                    {"error": "some workers did not answer", "workers": failed}, status=503
+                )
+            response = self.json(data)
+        if health.behind:  # current as of the records handled; these still wait
+            response.headers["X-Streams-Behind"] = health.header()
+        return response
 
     name = path.strip("/").replace("/", "-")
     app.page(path, name=name)(type(name, (View,), {"get": get}))
+
+
+def _add_health(app: faust.App, health: Health) -> None:
+    async def healthz(self: View, request: Request) -> Response:
+        return self.json({"status": "alive"})
+
+    async def readyz(self: View, request: Request) -> Response:
+        unready = unready_reason(app, health)
+        if unready is not None:
+            return self.json({**unready, "behind": health.behind}, status=503)
+        return self.json({"status": "ready", "behind": health.behind})
+
+    app.page("/healthz", name="healthz")(type("healthz", (View,), {"get": healthz}))
+    app.page("/readyz", name="readyz")(type("readyz", (View,), {"get": readyz}))

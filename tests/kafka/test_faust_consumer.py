@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 import pytest
+from faust.transport import consumer as faust_consumer_base
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streams.app import build_app
-from streams.kafka.faust_consumer import Consumer
+from streams.kafka.faust_consumer import Consumer, HoleError
+from streams.kafka.offsets import OffsetGuard
 from streams.settings import Settings
 
 
@@ -48,3 +51,86 @@ def test_nothing_active_fetches_nothing(fetches: list[Any]) -> None:
 def test_the_worker_app_uses_it(tmp_path: Any) -> None:
     app = build_app(Settings.from_env({}, store="memory://", data_dir=str(tmp_path)))
     assert app.transport.Consumer is Consumer
+
+
+# --- the faust-streaming internals streams.kafka.faust_consumer relies on ---
+
+BASE = faust_aiokafka.Consumer
+
+
+def _params(fn: Any) -> list[str]:
+    return list(inspect.signature(fn).parameters)
+
+
+def test_the_overridden_internals_keep_their_shape() -> None:
+    # A faust-streaming release that renames or reshapes these must fail here, not in production.
+    assert _params(BASE._getmany) == ["self", "active_partitions", "timeout"]
+    assert _params(BASE._new_offset) == ["self", "tp"]
+    assert _params(BASE._filter_tps_with_pending_acks) == ["self", "topics"]
+    assert _params(BASE.ack) == ["self", "message"]
+    assert _params(BASE.on_partitions_assigned) == ["self", "assigned", "generation_id"]
+    assert _params(BASE.on_partitions_revoked) == ["self", "revoked"]
+    # Commits are computed from exactly these two hooks ...
+    assert "self._new_offset(tp)" in inspect.getsource(BASE._filter_committable_offsets)
+    assert "_filter_tps_with_pending_acks" in inspect.getsource(BASE.force_commit)
+    # ... and `ack` keeps what shutdown waits on.
+    init = inspect.getsource(faust_consumer_base.Consumer.__init__)
+    assert "_unacked_messages" in init and "_waiting_for_ack" in init
+
+
+class _Msg:
+    def __init__(self, partition: int, offset: int) -> None:
+        self.tp = TP("in", partition)
+        self.offset = offset
+
+
+class _Event:
+    def __init__(self, partition: int, offset: int) -> None:
+        self.message = _Msg(partition, offset)
+
+
+class _Offsets:
+    """Stands in for the broker look-ups (unit test): starts and the first record kept."""
+
+    def __init__(self, starts: dict[tuple[str, int], int], first: int | None) -> None:
+        self._starts, self._first = starts, first
+
+    def starts(self, parts: Any) -> dict[tuple[str, int], int]:
+        return {p: self._starts[p] for p in parts}
+
+    def first_offset_from(self, part: Any, offset: int) -> int | None:
+        return self._first
+
+
+def _consumer(starts: dict[tuple[str, int], int], first: int | None = None) -> Consumer:
+    consumer = object.__new__(Consumer)
+    consumer.guard = OffsetGuard()
+    consumer.guard.assigned([TP("in", 0), TP("in", 1)])
+    consumer._offsets = _Offsets(starts, first)  # type: ignore[assignment]
+    return consumer
+
+
+def test_admit_drops_what_was_committed_and_keeps_order() -> None:
+    consumer = _consumer({("in", 0): 2, ("in", 1): 0})
+    events = [_Event(0, 1), _Event(0, 2), _Event(1, 0), _Event(0, 3), _Event(0, 3)]
+    keep, drop, ticket = asyncio.run(consumer.admit(events))
+    assert [(e.message.tp.partition, e.message.offset) for e in keep] == [(0, 2), (1, 0), (0, 3)]
+    assert [(e.message.tp.partition, e.message.offset) for e in drop] == [(0, 1), (0, 3)]
+    assert consumer.guard.committable() == {}
+    consumer.handled(ticket)
+    assert consumer.guard.committable() == {TP("in", 0): 4, TP("in", 1): 1}
+
+
+def test_a_hole_stops_the_batch_before_anything_past_it() -> None:
+    consumer = _consumer({("in", 0): 0, ("in", 1): 0}, first=1)  # record 1 exists
+    with pytest.raises(HoleError, match=r"in\[0\]: offsets 1-2 were not delivered"):
+        asyncio.run(consumer.admit([_Event(0, 0), _Event(0, 3)]))
+    assert consumer.guard.committable() == {}
+
+
+def test_a_gap_without_records_is_skipped() -> None:
+    consumer = _consumer({("in", 0): 0, ("in", 1): 0}, first=3)  # nothing at 1-2
+    keep, _, ticket = asyncio.run(consumer.admit([_Event(0, 0), _Event(0, 3)]))
+    assert len(keep) == 2
+    consumer.handled(ticket)
+    assert consumer.guard.committable() == {TP("in", 0): 4}

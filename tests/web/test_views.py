@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from streams.agents.health import not_ready
 from streams.app import build_app
 from streams.settings import Settings
-from streams.web.views import not_ready
 
 
 def test_not_ready_until_recovered_and_while_rebalancing(tmp_path: Path) -> None:

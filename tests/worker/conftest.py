@@ -100,9 +100,11 @@ def workers(settings: Settings, tmp_path: Path) -> Iterator[Any]:
     started: list[Worker] = []
     ensure_external_topics(settings)
 
-    def make(name: str = "w1", **changes: Any) -> Worker:
+    def make(name: str = "w1", data_dir: Path | None = None, **changes: Any) -> Worker:
         s = settings.with_(**changes) if changes else settings
-        w = Worker(s, tmp_path / f"data-{name}", tmp_path / f"{name}.log").start()
+        if changes:
+            ensure_external_topics(s)
+        w = Worker(s, data_dir or tmp_path / f"data-{name}", tmp_path / f"{name}.log").start()
         started.append(w)
         return w
 

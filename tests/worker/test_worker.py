@@ -96,3 +96,33 @@ def test_two_workers_exact(settings: Settings, workers: Any) -> None:
     for w in (a, b):
         assert strip_updated(view(w, "/analytics/loyalty")) == want["loyalty"]
         assert strip_updated(view(w, "/analytics/referrals")) == want["referrals"]
+
+
+def test_two_app_ids_from_one_data_dir(settings: Settings, workers: Any, tmp_path: Any) -> None:
+    # Table files live under <data dir>/<app id>: apps sharing a directory never share them,
+    # one after the other or side by side.
+    shared = tmp_path / "shared-data"
+    one = settings.with_(
+        app_id=f"{settings.app_id}-one", topic_prefix=f"{settings.topic_prefix}one."
+    )
+    two = settings.with_(
+        app_id=f"{settings.app_id}-two", topic_prefix=f"{settings.topic_prefix}two."
+    )
+    first, second = make_datums(200, seed=21), make_datums(150, seed=22)
+    a = workers("one", data_dir=shared, app_id=one.app_id, topic_prefix=one.topic_prefix)
+    produce(one, with_duplicates(first, 0.2))
+    got = wait_exact(one, expected(first), [a])
+    assert got == expected(first), (diff(got, expected(first))[:20], a.tail())
+    a.stop()
+    b = workers("two", data_dir=shared, app_id=two.app_id, topic_prefix=two.topic_prefix)
+    produce(two, with_duplicates(second, 0.2))
+    got = wait_exact(two, expected(second), [b])
+    assert got == expected(second), (diff(got, expected(second))[:20], b.tail())
+    a.start()  # side by side now, each on its own RocksDB files
+    more = make_datums(100, seed=23)
+    produce(one, more)
+    produce(two, more)
+    for s, datums, w in ((one, first + more, a), (two, second + more, b)):
+        got = wait_exact(s, expected(datums), [w])
+        assert got == expected(datums), (diff(got, expected(datums))[:20], w.tail())
+    assert sorted(p.name for p in shared.iterdir()) == [one.app_id, two.app_id]
