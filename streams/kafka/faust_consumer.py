@@ -164,10 +164,18 @@ class Consumer(faust_aiokafka.Consumer):
         assert expected is not None
         part = (tp.topic, tp.partition)  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
+        offsets = self.group_offsets()
+        try:  # a commit that landed after the start was looked up: handled, up to there
+            committed = (await loop.run_in_executor(None, offsets.committed, [part]))[part]
+        except Exception:
+            committed = None
+        if committed is not None and committed > expected:
+            self.guard.skip_to(tp, min(committed, offset))
+            if self.guard.check(tp, offset) is not Verdict.HOLE:
+                return
+            expected = min(committed, offset)
         try:
-            first = await loop.run_in_executor(
-                None, self.group_offsets().first_offset_from, part, expected
-            )
+            first = await loop.run_in_executor(None, offsets.first_offset_from, part, expected)
         except Exception as exc:
             first = None
             log.warning("%s[%s]: could not read offset %d: %s", *part, expected, exc)

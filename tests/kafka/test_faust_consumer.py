@@ -101,12 +101,19 @@ class _Offsets:
     def first_offset_from(self, part: Any, offset: int) -> int | None:
         return self._first
 
+    def committed(self, parts: Any) -> dict[tuple[str, int], int | None]:
+        return dict.fromkeys(parts, self.committed_at)
+
+    committed_at: int | None = None
+
 
 def _consumer(starts: dict[tuple[str, int], int], first: int | None = None) -> Consumer:
     consumer = object.__new__(Consumer)
     consumer.guard = OffsetGuard()
     consumer.guard.assigned([TP("in", 0), TP("in", 1)])
     consumer._offsets = _Offsets(starts, first)  # type: ignore[assignment]
+    consumer._unacked_messages = set()  # type: ignore[assignment]
+    consumer._waiting_for_ack = None
     return consumer
 
 
@@ -134,3 +141,60 @@ def test_a_gap_without_records_is_skipped() -> None:
     assert len(keep) == 2
     consumer.handled(ticket)
     assert consumer.guard.committable() == {TP("in", 0): 4}
+
+
+def test_a_commit_that_landed_after_the_start_lookup_is_no_hole() -> None:
+    consumer = _consumer({("in", 0): 0, ("in", 1): 0}, first=0)
+    consumer._offsets.committed_at = 5  # type: ignore[union-attr]
+    keep, _, _ = asyncio.run(consumer.admit([_Event(0, 5)]))
+    assert [e.message.offset for e in keep] == [5]
+
+
+# --- root cause 1 (docs/RELIABILITY.md): Faust's bookkeeping commits what was never handled ---
+
+
+def test_faust_commits_offsets_it_skipped_during_a_rebalance() -> None:
+    # faust/streams.py acknowledges every message it skips -- from an older generation, or while
+    # flow control is off during a rebalance -- even with acks disabled. Skipped after
+    # on_partitions_revoked cleared the bookkeeping, they land in the new generation's `_acked`;
+    # once the agent acknowledges the records before them, Faust's `_new_offset` commits past
+    # records the new generation has not handled yet. A SIGKILL then loses them for good.
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from intervaltree import IntervalTree
+
+    tp = TP("in", 0)
+    faust_state = SimpleNamespace(
+        _acked=defaultdict(list),
+        _acked_index=defaultdict(set),
+        _gap=defaultdict(IntervalTree),
+        _committed_offset=defaultdict(lambda: None),
+        _unacked_messages=set(),
+        _waiting_for_ack=None,
+        _n_acked=0,
+        app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True)),
+    )
+    faust_state._committed_offset[tp] = 40
+
+    class Msg:  # hashable, as Faust's messages are
+        def __init__(self, offset: int) -> None:
+            self.acked, self.tp, self.offset, self.topic = False, tp, offset, "in"
+
+    def message(offset: int) -> Any:
+        return Msg(offset)
+
+    base = faust_consumer_base.Consumer
+    for offset in range(50, 61):  # skipped while the rebalance ran: never handled
+        base.ack(faust_state, message(offset))  # type: ignore[arg-type]
+    for offset in range(40, 50):  # the new generation's first batch, handled
+        base.ack(faust_state, message(offset))  # type: ignore[arg-type]
+    assert base._new_offset(faust_state, tp) == 61  # type: ignore[arg-type]  # past 50-60
+
+    # The worker's consumer commits only what its agents reported handled.
+    ours = _consumer({("in", 0): 40, ("in", 1): 0})
+    _, _, ticket = asyncio.run(ours.admit([_Event(0, o) for o in range(40, 50)]))
+    for offset in range(50, 61):
+        ours.ack(message(offset))
+    ours.handled(ticket)
+    assert ours._new_offset(tp) == 50
