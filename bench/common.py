@@ -425,7 +425,8 @@ def write_bodies(path: Path, count: int, seed: int = 1, tag_campaign: bool = Fal
     With `tag_campaign`, each customer also gets a loyalty campaign of its own
     ("e2e-<customer id>"), so its loyalty record on the analytics topic is attributable.
     """
-    from streams.demo.generator import compact, sign, webhooks
+    from streams.bridge.signature import sign
+    from streams.demo.generator import compact, webhooks
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as out:
@@ -441,7 +442,7 @@ def write_bodies(path: Path, count: int, seed: int = 1, tag_campaign: bool = Fal
                 loyalty["points"] += 1
                 body = compact(payload)
             assert b"\n" not in body and b"\t" not in body
-            out.write(sign(body, SECRET).encode() + b"\t" + wh.customer_id.encode() + b"\t")
+            out.write(sign(SECRET, body).encode() + b"\t" + wh.customer_id.encode() + b"\t")
             out.write(body + b"\n")
     return path
 
