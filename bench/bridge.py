@@ -11,11 +11,17 @@ Side by side in the same run:
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from typing import Any
 
-from bench import common
-from bench.common import BENCH, CACHE, Broker, log
+from bench.broker import Broker, cleanup_topics, ensure_input_like, settings_for
+from bench.datasets import SECRET, write_bodies
+from bench.paths import BENCH, CACHE, PY
+from bench.processes import Proc, cpu_seconds, profile, profile_done, spawn, start_bridge, wait_http
+from bench.results import fmt, log, ratio, reason
+from bench.venvs import baseline_env, venv_python, venv_versions
+from streams.kafka.local import free_port
 
 CONCURRENCY = (1, 16, 64)
 
@@ -23,7 +29,7 @@ CONCURRENCY = (1, 16, 64)
 def loadgen(url: str, bodies: str, conc: int, seconds: float) -> dict[str, Any]:
     proc = subprocess.run(
         [
-            common.PY,
+            PY,
             str(BENCH / "loadgen.py"),
             "closed",
             "--url",
@@ -45,22 +51,22 @@ def loadgen(url: str, bodies: str, conc: int, seconds: float) -> dict[str, Any]:
         raise RuntimeError(f"loadgen failed: {proc.stdout[-2000:]} {proc.stderr[-2000:]}") from None
 
 
-def measure_server(name: str, proc: common.Proc, port: int, bodies: str, seconds: float) -> dict:
+def measure_server(name: str, proc: Proc, port: int, bodies: str, seconds: float) -> dict:
     url = f"http://127.0.0.1:{port}"
     loadgen(url, bodies, 16, min(3, seconds / 2))  # warm-up
     out: dict[str, Any] = {}
     for c in CONCURRENCY:
-        cpu0 = common.cpu_seconds(proc.pid) or 0.0
-        spy = common.profile(proc, f"{name}-c{c}", seconds) if c == CONCURRENCY[-1] else None
+        cpu0 = cpu_seconds(proc.pid) or 0.0
+        spy = profile(proc, f"{name}-c{c}", seconds) if c == CONCURRENCY[-1] else None
         r = loadgen(url, bodies, c, seconds)
-        common.profile_done(spy)
-        cpu1 = common.cpu_seconds(proc.pid) or 0.0
+        profile_done(spy)
+        cpu1 = cpu_seconds(proc.pid) or 0.0
         r["server_cpu_s"] = round(cpu1 - cpu0, 2)
         r["server_cpu_ms_per_req"] = round(1000 * (cpu1 - cpu0) / max(1, r["ok"]), 3)
         out[str(c)] = r
         log(
-            f"{name} c={c}: {common.fmt(r['rps'])} req/s p50 {common.fmt(r['p50_ms'], '', 2)} ms"
-            f" p99 {common.fmt(r['p99_ms'], '', 2)} ms p99.9 {common.fmt(r['p999_ms'], '', 2)} ms"
+            f"{name} c={c}: {fmt(r['rps'])} req/s p50 {fmt(r['p50_ms'], '', 2)} ms"
+            f" p99 {fmt(r['p99_ms'], '', 2)} ms p99.9 {fmt(r['p999_ms'], '', 2)} ms"
             f" ({r['non_2xx_or_error']} non-2xx/errors)"
         )
         if not proc.alive():
@@ -68,16 +74,14 @@ def measure_server(name: str, proc: common.Proc, port: int, bodies: str, seconds
     return out
 
 
-def raw_producer(broker: Broker, topic: str, bodies: str, mode: str, seconds: float) -> dict:
-    from streams.kafka.admin import TopicSpec, ensure_topics
-
-    ensure_topics(broker.bootstrap, [TopicSpec(topic, 6, 1)])
+def raw_producer(settings: Any, topic: str, bodies: str, mode: str, seconds: float) -> dict:
+    ensure_input_like(settings, topic)
     proc = subprocess.run(
         [
-            common.PY,
+            PY,
             str(BENCH / "baselines" / "raw_producer.py"),
             "--bootstrap",
-            broker.bootstrap,
+            settings.bootstrap_servers,
             "--topic",
             topic,
             "--bodies",
@@ -90,7 +94,7 @@ def raw_producer(broker: Broker, topic: str, bodies: str, mode: str, seconds: fl
         capture_output=True,
         text=True,
         timeout=seconds + 180,
-        env={**common.os.environ, **common.baseline_env()},
+        env={**os.environ, **baseline_env()},
     )
     try:
         r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -107,19 +111,19 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
     n_bodies = 2000 if quick else 20000
     bodies_path = CACHE / f"bodies-{n_bodies}.tsv"
     if not bodies_path.exists():
-        common.write_bodies(bodies_path, n_bodies, seed=11)
+        write_bodies(bodies_path, n_bodies, seed=11)
     bodies = str(bodies_path)
-    settings = common.settings_for(broker, "bridge")
+    settings = settings_for(broker, "bridge")
     res: dict[str, Any] = {"seconds_per_point": seconds, "bodies": n_bodies}
-    with common.cleanup_topics(settings):
+    with cleanup_topics(settings):
         # The bridge (the project CLI).
         # `bridge` runs with the default settings (BRIDGE_LINGER_MS=0); `bridge-l2` with a 2 ms
         # linger, the earlier default, to show what librdkafka's batching delay costs.
         for who, linger in (("bridge", None), ("bridge-l2", 2.0)):
-            port = common.free_port()
+            port = free_port()
             s = settings if linger is None else settings.with_(linger_ms=linger)
             try:
-                proc = common.start_bridge(s, port)
+                proc = start_bridge(s, port)
                 try:
                     res[who] = measure_server(who, proc, port, bodies, seconds)
                 finally:
@@ -129,28 +133,26 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
                 log(f"{who} FAILED: {exc}")
         # (b) FastAPI by hand.
         try:
-            py = common.venv_python("fastapi")
-            res["fastapi_versions"] = common.venv_versions(
+            py = venv_python("fastapi")
+            res["fastapi_versions"] = venv_versions(
                 py, ["fastapi", "uvicorn", "uvloop", "httptools", "confluent-kafka"]
             )
             topic = settings.topic("fastapi.customer.deleted")
-            from streams.kafka.admin import TopicSpec, ensure_topics
-
-            ensure_topics(broker.bootstrap, [TopicSpec(topic, 6, 1)])
-            port = common.free_port()
+            ensure_input_like(settings, topic)
+            port = free_port()
             env = {
-                **common.baseline_env(),
-                "VOUCHERIFY_WEBHOOK_SECRET": common.SECRET,
+                **baseline_env(),
+                "VOUCHERIFY_WEBHOOK_SECRET": SECRET,
                 "BENCH_TOPIC": topic,
                 "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
             }
-            fproc = common.spawn(
+            fproc = spawn(
                 "fastapi",
                 [str(py), str(BENCH / "baselines" / "fastapi_endpoint.py"), "--port", str(port)],
                 env,
             )
             try:
-                common.wait_http(fproc, f"http://127.0.0.1:{port}/readyz", timeout=60)
+                wait_http(fproc, f"http://127.0.0.1:{port}/readyz", timeout=60)
                 res["fastapi"] = measure_server("fastapi", fproc, port, bodies, seconds)
             finally:
                 fproc.stop()
@@ -161,7 +163,7 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
         for mode in ("pipelined", "sync"):
             try:
                 res[f"raw_{mode}"] = raw_producer(
-                    broker, settings.topic(f"raw.{mode}"), bodies, mode, seconds
+                    settings, settings.topic(f"raw.{mode}"), bodies, mode, seconds
                 )
             except Exception as exc:
                 res[f"raw_{mode}"] = {"error": str(exc)[-3000:]}
@@ -179,13 +181,9 @@ def ratios(res: dict[str, Any]) -> dict[str, float | None]:
     raw = res.get("raw_pipelined", {}).get("rps")
     sync = res.get("raw_sync", {}).get("rps")
     for c in CONCURRENCY:
-        out[f"bridge/fastapi c={c}"] = common.ratio(_rps(res, "bridge", c), _rps(res, "fastapi", c))
-        out[f"bridge-l2/fastapi c={c}"] = common.ratio(
-            _rps(res, "bridge-l2", c), _rps(res, "fastapi", c)
-        )
-        out[f"bridge/raw-producer c={c}"] = common.ratio(
-            _rps(res, "bridge", c), sync if c == 1 else raw
-        )
+        out[f"bridge/fastapi c={c}"] = ratio(_rps(res, "bridge", c), _rps(res, "fastapi", c))
+        out[f"bridge-l2/fastapi c={c}"] = ratio(_rps(res, "bridge-l2", c), _rps(res, "fastapi", c))
+        out[f"bridge/raw-producer c={c}"] = ratio(_rps(res, "bridge", c), sync if c == 1 else raw)
     return out
 
 
@@ -202,7 +200,7 @@ def summary(res: dict[str, Any]) -> list[str]:
     for who in ("bridge", "bridge-l2", "fastapi"):
         r = res.get(who, {})
         if "error" in r:
-            lines.append(f"  {who:<9} FAILED: {common.reason(r['error'])}")
+            lines.append(f"  {who:<9} FAILED: {reason(r['error'])}")
             continue
         for c in CONCURRENCY:
             x = r.get(str(c))
@@ -220,9 +218,9 @@ def summary(res: dict[str, Any]) -> list[str]:
         elif r:
             lines.append(
                 f"  raw producer ({mode}): {r['rps']:,.0f} records/s, ack p50 "
-                f"{common.fmt(r['ack_p50_ms'], ' ms', 2)} "
-                f"p99 {common.fmt(r['ack_p99_ms'], ' ms', 2)}"
+                f"{fmt(r['ack_p50_ms'], ' ms', 2)} "
+                f"p99 {fmt(r['ack_p99_ms'], ' ms', 2)}"
             )
     for k, v in res.get("ratios", {}).items():
-        lines.append(f"  ratio {k}: {common.fmt(v, 'x', 2)}")
+        lines.append(f"  ratio {k}: {fmt(v, 'x', 2)}")
     return lines

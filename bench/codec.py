@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from typing import Any
 
-from bench import common
-from bench.common import BENCH, log
+from bench.paths import BENCH, PY, ROOT
+from bench.results import log
+from bench.venvs import baseline_env
 
 LINE = re.compile(r"^\s+(?P<name>[a-z_. ]+?)\s+(?P<us>[0-9.]+) µs$")
 RATIO = re.compile(r"^\s+(?P<name>(encode|decode) / json\.\w+)\s+(?P<x>[0-9.]+)x$")
@@ -20,12 +22,12 @@ def run(broker: Any, quick: bool) -> dict[str, Any]:
         return {"error": "bench/codec_bench.py is missing (TODO: its owner)"}
     args = ["--repeat", "3", "--number", "1000"] if quick else ["--repeat", "7"]
     proc = subprocess.run(
-        [common.PY, str(script), *args],
+        [PY, str(script), *args],
         capture_output=True,
         text=True,
         timeout=900,
-        cwd=common.ROOT,
-        env={**common.os.environ, **common.baseline_env()},
+        cwd=ROOT,
+        env={**os.environ, **baseline_env()},
     )
     if proc.returncode != 0:
         return {"error": (proc.stdout + proc.stderr)[-3000:]}

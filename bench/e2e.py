@@ -22,8 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import common
-from bench.common import BENCH, CACHE, Broker, log
+from bench.broker import Broker, cleanup_topics, ensure_topics_for, settings_for
+from bench.datasets import write_bodies
+from bench.paths import BENCH, CACHE, PY
+from bench.processes import AgentCrashed, Proc, start_bridge, start_worker
+from bench.results import fmt, log, percentile, reason
+from streams.kafka.local import free_port
 
 
 class Watcher(threading.Thread):
@@ -71,7 +75,7 @@ def send(url: str, bodies: Path, rate: float, seconds: float) -> list[dict[str, 
     out = bodies.with_suffix(f".acks-{time.time_ns()}.jsonl")
     proc = subprocess.run(
         [
-            common.PY,
+            PY,
             str(BENCH / "loadgen.py"),
             "rate",
             "--url",
@@ -96,7 +100,7 @@ def send(url: str, bodies: Path, rate: float, seconds: float) -> list[dict[str, 
     return acks
 
 
-def wait_seen(w: Watcher, cids: list[str], timeout: float, procs: list[common.Proc]) -> None:
+def wait_seen(w: Watcher, cids: list[str], timeout: float, procs: list[Proc]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if all(c in w.fact and c in w.loyalty for c in cids):
@@ -125,23 +129,23 @@ def attempt(broker: Broker, quick: bool, rate: float | None = None) -> dict[str,
     n = int(rate * seconds)
     warm = CACHE / "e2e-warmup-40.tsv"
     if not warm.exists():
-        common.write_bodies(warm, 40, seed=101, tag_campaign=True)
+        write_bodies(warm, 40, seed=101, tag_campaign=True)
     bodies = CACHE / f"e2e-{n}.tsv"
     if not bodies.exists():
-        common.write_bodies(bodies, n, seed=202, tag_campaign=True)
-    settings = common.settings_for(broker, "e2e")
-    procs: list[common.Proc] = []
+        write_bodies(bodies, n, seed=202, tag_campaign=True)
+    settings = settings_for(broker, "e2e")
+    procs: list[Proc] = []
     res: dict[str, Any] = {"rate_per_s": rate, "seconds": seconds}
-    with common.cleanup_topics(settings):
+    with cleanup_topics(settings):
         watcher = None
         try:
-            common.ensure_topics_for(settings)
+            ensure_topics_for(settings)
             watcher = Watcher(settings)
             watcher.start()
-            worker = common.start_worker(settings, "e2e-worker")
+            worker = start_worker(settings, "e2e-worker")
             procs.append(worker)
-            port = common.free_port()
-            bridge = common.start_bridge(settings, port)
+            port = free_port()
+            bridge = start_bridge(settings, port)
             procs.append(bridge)
             url = f"http://127.0.0.1:{port}"
             # Warm-up until the worker answers (assignment, recovery, first batches).
@@ -157,24 +161,24 @@ def attempt(broker: Broker, quick: bool, rate: float | None = None) -> dict[str,
                 res[path] = {
                     "n": len(lat),
                     "missing": len(ok) - len(lat),
-                    "p50_ms": common.percentile(lat, 50),
-                    "p99_ms": common.percentile(lat, 99),
+                    "p50_ms": percentile(lat, 50),
+                    "p99_ms": percentile(lat, 99),
                     "max_ms": lat[-1] if lat else None,
                 }
             res["sent"] = len(acks)
             res["ok"] = len(ok)
             http = sorted(1000 * (a["acked"] - a["sent"]) for a in ok)
-            res["http_p50_ms"] = common.percentile(http, 50)
-            res["http_p99_ms"] = common.percentile(http, 99)
+            res["http_p50_ms"] = percentile(http, 50)
+            res["http_p99_ms"] = percentile(http, 99)
             log(
-                f"e2e at {rate}/s: fact p50 {common.fmt(res['fact']['p50_ms'])} ms p99 "
-                f"{common.fmt(res['fact']['p99_ms'])} ms; loyalty p50 "
-                f"{common.fmt(res['loyalty']['p50_ms'])} ms p99 "
-                f"{common.fmt(res['loyalty']['p99_ms'])} ms"
+                f"e2e at {rate}/s: fact p50 {fmt(res['fact']['p50_ms'])} ms p99 "
+                f"{fmt(res['fact']['p99_ms'])} ms; loyalty p50 "
+                f"{fmt(res['loyalty']['p50_ms'])} ms p99 "
+                f"{fmt(res['loyalty']['p99_ms'])} ms"
             )
         except Exception as exc:
             res["error"] = str(exc)[-3000:]
-            res["agent_crashed"] = isinstance(exc, common.AgentCrashed)
+            res["agent_crashed"] = isinstance(exc, AgentCrashed)
             log(f"e2e FAILED: {exc}")
         finally:
             if watcher is not None:
@@ -190,15 +194,15 @@ def attempt(broker: Broker, quick: bool, rate: float | None = None) -> dict[str,
 def summary(res: dict[str, Any]) -> list[str]:
     lines = [f"End-to-end (open loop {res['rate_per_s']}/s for {res['seconds']}s, 2xx -> visible):"]
     if "error" in res:
-        return [*lines, f"  FAILED: {common.reason(res['error'])}"]
+        return [*lines, f"  FAILED: {reason(res['error'])}"]
     for path, label in (("fact", "deletion fact"), ("loyalty", "loyalty aggregate")):
         r = res[path]
         lines.append(
-            f"  {label:<18} p50 {common.fmt(r['p50_ms'])} ms  p99 {common.fmt(r['p99_ms'])} ms"
+            f"  {label:<18} p50 {fmt(r['p50_ms'])} ms  p99 {fmt(r['p99_ms'])} ms"
             f"  (n={r['n']}, missing {r['missing']})"
         )
     lines.append(
-        f"  (HTTP 2xx itself: p50 {common.fmt(res['http_p50_ms'], ' ms', 2)}, "
-        f"p99 {common.fmt(res['http_p99_ms'], ' ms', 2)})"
+        f"  (HTTP 2xx itself: p50 {fmt(res['http_p50_ms'], ' ms', 2)}, "
+        f"p99 {fmt(res['http_p99_ms'], ' ms', 2)})"
     )
     return lines

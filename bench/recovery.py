@@ -23,8 +23,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import common
-from bench.common import Broker, log
+from bench.broker import Broker, cleanup_topics, ensure_topics_for, settings_for
+from bench.datasets import dataset
+from bench.processes import AgentCrashed, start_worker
+from bench.results import fmt, log, ratio, reason
 
 PARTITIONS = 6
 
@@ -33,9 +35,8 @@ def fill_changelog(bootstrap: str, topic: str, n: int) -> float:
     from confluent_kafka import Producer
 
     from streams.domain.state import pack_mark
-    from streams.kafka.admin import TopicSpec, ensure_topics
 
-    ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, 1, {"cleanup.policy": "compact"})])
+    # `topic` exists (bench.broker.ensure_topics_for), compacted with PARTITIONS partitions.
     p = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -69,7 +70,7 @@ def probes() -> tuple[list[bytes], list[bytes]]:
     """One new CustomerDeleted record per input partition (murmur2 like the prefill producer)."""
     from aiokafka.partitioner import murmur2
 
-    ds = common.dataset(60, duplicates=0.0, seed=time.time_ns(), cache=False)
+    ds = dataset(60, duplicates=0.0, seed=time.time_ns(), cache=False)
     keys: list[bytes] = []
     values: list[bytes] = []
     covered: set[int] = set()
@@ -123,7 +124,7 @@ def start_and_probe(settings: Any, data_dir: Path, name: str, timeout: float) ->
             proc.check()
         return want <= seen
 
-    proc = common.start_worker(settings, name=name, data_dir=data_dir)
+    proc = start_worker(settings, name=name, data_dir=data_dir)
     t0 = proc.started
     deadline = t0 + timeout
     try:
@@ -178,13 +179,13 @@ def _rss_mb(pid: int) -> float | None:
 
 def measure(broker: Broker, label: str, store: str, count: int, timeout: float) -> dict:
     # Info level: Faust logs its recovery progress (kept in bench/results/logs/).
-    settings = common.settings_for(broker, f"rec-{label}", store=store, log_level="info")
+    settings = settings_for(broker, f"rec-{label}", store=store, log_level="info")
     data_dir = Path(tempfile.mkdtemp(prefix="vs-bench-data-"))
     out: dict[str, Any] = {}
-    with common.cleanup_topics(settings):
+    with cleanup_topics(settings):
         try:
-            common.ensure_topics_for(settings)
             changelog = f"{settings.app_id}-seen-customers-changelog"
+            ensure_topics_for(settings, changelogs=[changelog])
             fill_s = fill_changelog(broker.bootstrap, changelog, count) if count else 0.0
             r = start_and_probe(settings, data_dir, f"rec-{label}", timeout)
             r["fill_s"] = round(fill_s, 1)
@@ -210,7 +211,7 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
             try:
                 res.update(measure(broker, label, store, count, timeout))
                 break
-            except common.AgentCrashed as exc:
+            except AgentCrashed as exc:
                 res.setdefault("agent_crashes", []).append(str(exc)[:600])
                 log(f"recovery {label}: an agent crashed (attempt {attempt + 1}): {exc}")
                 res[label] = {"error": str(exc)[-3000:]}
@@ -220,8 +221,8 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
                 break
     mem = res.get("memory", {}).get("ready_s")
     res["ratios"] = {
-        "rocksdb-cold / memory": common.ratio(res.get("rocksdb-cold", {}).get("ready_s"), mem),
-        "rocksdb-warm / memory": common.ratio(res.get("rocksdb-warm", {}).get("ready_s"), mem),
+        "rocksdb-cold / memory": ratio(res.get("rocksdb-cold", {}).get("ready_s"), mem),
+        "rocksdb-warm / memory": ratio(res.get("rocksdb-warm", {}).get("ready_s"), mem),
     }
     return res
 
@@ -233,12 +234,12 @@ def summary(res: dict[str, Any]) -> list[str]:
         if r is None:
             continue
         if "error" in r:
-            lines.append(f"  {key:<13} FAILED: {common.reason(r['error'])}")
+            lines.append(f"  {key:<13} FAILED: {reason(r['error'])}")
         else:
             lines.append(
                 f"  {key:<13} {r['ready_s']:>7.1f} s   (rss {r['rss_mb']} MB; probes sent before"
                 f" ready counted: {r['early_probes_counted']}/6)"
             )
     for k, v in res.get("ratios", {}).items():
-        lines.append(f"  ratio {k}: {common.fmt(v, 'x', 2)}")
+        lines.append(f"  ratio {k}: {fmt(v, 'x', 2)}")
     return lines

@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import bridge, codec, common, e2e, recovery, scale, worker  # noqa: E402
+from bench import bridge, codec, e2e, processes, recovery, scale, worker  # noqa: E402
+from bench.broker import Broker  # noqa: E402
+from bench.paths import RESULTS  # noqa: E402
+from bench.results import log, reason  # noqa: E402
 
 PARTS = {
     "codec": codec,
@@ -133,7 +136,7 @@ def main() -> int:
     if set(variants) - set(worker.VARIANTS):
         ap.error(f"unknown worker variants (known: {', '.join(worker.VARIANTS)})")
     only = [p.strip() for p in args.only.split(",") if p.strip()]
-    common.PROFILE = args.profile
+    processes.PROFILE = args.profile
     unknown = set(only) - set(PARTS)
     if unknown:
         ap.error(f"unknown parts: {', '.join(sorted(unknown))} (known: {', '.join(PARTS)})")
@@ -142,9 +145,9 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    common.RESULTS.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out_path = common.RESULTS / f"bench-{stamp}{'-quick' if args.quick else ''}.json"
+    out_path = RESULTS / f"bench-{stamp}{'-quick' if args.quick else ''}.json"
     report: dict[str, Any] = {
         "started": stamp,
         "quick": args.quick,
@@ -157,15 +160,15 @@ def main() -> int:
     broker = None
     try:
         needs_broker = any(p != "codec" for p in only)
-        broker = common.Broker.start() if needs_broker else None
+        broker = Broker.start() if needs_broker else None
         report["broker"] = broker.bootstrap if broker else None
         for i in range(args.runs):
-            common.log(f"=== run {i + 1}/{args.runs} ===")
+            log(f"=== run {i + 1}/{args.runs} ===")
             run: dict[str, Any] = {}
             report["runs"].append(run)
             for part in only:
                 t0 = time.monotonic()
-                common.log(f"--- {part} ---")
+                log(f"--- {part} ---")
                 try:
                     if part == "e2e":
                         run[part] = e2e.run(broker, args.quick, args.e2e_rate)
@@ -174,14 +177,14 @@ def main() -> int:
                     else:
                         run[part] = PARTS[part].run(broker, args.quick)
                 except Exception as exc:  # a part failing must not lose the others
-                    common.log(f"{part} FAILED: {exc!r}")
+                    log(f"{part} FAILED: {exc!r}")
                     run[part] = {"error": repr(exc)[-3000:]}
                 run[part]["wall_s"] = round(time.monotonic() - t0, 1)
                 out_path.write_text(json.dumps(report, indent=2, default=str))
     except KeyboardInterrupt:
-        common.log("interrupted")
+        log("interrupted")
     finally:
-        common.stop_all()
+        processes.stop_all()
         if broker is not None:
             broker.stop()
     report["wall_s"] = round(time.monotonic() - t_start, 1)
@@ -210,7 +213,7 @@ def print_report(report: dict[str, Any]) -> None:
     for part, res in report.get("median", {}).items():
         print()
         if "error" in res and len(res) <= 2:
-            print(f"{part}: FAILED: {common.reason(res['error'])}")
+            print(f"{part}: FAILED: {reason(res['error'])}")
             continue
         try:
             for line in PARTS[part].summary(res):

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import common
-from bench.common import Broker
+from bench.broker import Broker
+from bench.datasets import dataset
+from bench.results import fmt, ratio, reason
 from bench.worker import run_variant
 
 
 def run(broker: Broker, quick: bool) -> dict[str, Any]:
     n = 1_000 if quick else 30_000
-    ds = common.dataset(n)
+    ds = dataset(n)
     timeout = 300 if quick else 1200
     one = run_variant(broker, ds, "faust-exactly_once", processes=1, timeout=timeout)
     two = run_variant(broker, ds, "faust-exactly_once", processes=2, timeout=timeout)
@@ -25,7 +26,7 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
         "events": n,
         "one": one,
         "two": two,
-        "ratio_two_over_one": common.ratio(two.get("events_per_s"), one.get("events_per_s")),
+        "ratio_two_over_one": ratio(two.get("events_per_s"), one.get("events_per_s")),
     }
 
 
@@ -34,12 +35,12 @@ def summary(res: dict[str, Any]) -> list[str]:
     for label in ("one", "two"):
         r = res[label]
         if "error" in r:
-            lines.append(f"  {label} worker(s): FAILED: {common.reason(r['error'])}")
+            lines.append(f"  {label} worker(s): FAILED: {reason(r['error'])}")
         else:
             lines.append(
-                f"  {label} worker(s): {common.fmt(r['events_per_s'])} events/s "
+                f"  {label} worker(s): {fmt(r['events_per_s'])} events/s "
                 f"(elapsed {r['elapsed_s']}s, first output after {r['startup_s']}s; "
                 f"cpu {r['cpu_s']}s)"
             )
-    lines.append(f"  ratio two/one: {common.fmt(res['ratio_two_over_one'], 'x', 2)}")
+    lines.append(f"  ratio two/one: {fmt(res['ratio_two_over_one'], 'x', 2)}")
     return lines

@@ -24,8 +24,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import common
-from bench.common import BENCH, Broker, CatchUp, Dataset, log
+from bench.broker import Broker, cleanup_topics, ensure_topics_for, produce_all, settings_for
+from bench.catchup import CatchUp
+from bench.datasets import Dataset, dataset
+from bench.paths import BENCH, PY
+from bench.processes import (
+    AgentCrashed,
+    Proc,
+    cpu_seconds,
+    profile,
+    profile_done,
+    spawn,
+    start_worker,
+)
+from bench.results import fmt, log, ratio, reason
+from bench.venvs import baseline_env, venv_python
 
 VARIANTS = (
     "faust-exactly_once",
@@ -36,9 +49,9 @@ VARIANTS = (
 )
 
 
-def launch(kind: str, settings: Any, name: str, data_dir: Path) -> common.Proc:
+def launch(kind: str, settings: Any, name: str, data_dir: Path) -> Proc:
     if kind.startswith("faust-"):
-        return common.start_worker(settings, name=name, data_dir=data_dir)
+        return start_worker(settings, name=name, data_dir=data_dir)
     # The baselines take the same connection, topic prefix and group arguments.
     common_args = [
         "--bootstrap",
@@ -49,15 +62,15 @@ def launch(kind: str, settings: Any, name: str, data_dir: Path) -> common.Proc:
         settings.app_id,
     ]
     if kind == "plain":
-        script, py, extra = "plain_consumer.py", common.PY, []
+        script, py, extra = "plain_consumer.py", PY, []
     elif kind.startswith("quix-"):
         guarantee = kind.removeprefix("quix-")
-        script, py = "quix_pipeline.py", str(common.venv_python("quix"))
+        script, py = "quix_pipeline.py", str(venv_python("quix"))
         extra = ["--guarantee", guarantee, "--state-dir", str(data_dir)]
     else:
         raise ValueError(kind)
     argv = [py, str(BENCH / "baselines" / script), *common_args, *extra]
-    return common.spawn(name, argv, common.baseline_env())
+    return spawn(name, argv, baseline_env())
 
 
 def run_variant(
@@ -83,28 +96,27 @@ def attempt(
     changes: dict[str, Any] = {}
     if kind.startswith("faust-"):
         changes["processing_guarantee"] = kind.removeprefix("faust-")
-    settings = common.settings_for(broker, kind.split("-")[0], **changes)
+    settings = settings_for(broker, kind.split("-")[0], **changes)
     data_root = Path(tempfile.mkdtemp(prefix="vs-bench-data-"))
-    procs: list[common.Proc] = []
+    procs: list[Proc] = []
     watch: CatchUp | None = None
-    with common.cleanup_topics(settings):
+    with cleanup_topics(settings):
         try:
-            common.ensure_topics_for(settings)
-            topic = settings.topic(settings.customer_deleted_topic)
-            prefill_s = common.produce_all(broker.bootstrap, topic, ds.keys, ds.values)
+            ensure_topics_for(settings)
+            prefill_s = produce_all(settings, ds.keys, ds.values)
             watch = CatchUp(settings, ds)
             t0 = time.monotonic()
             for i in range(processes):
                 p = launch(kind, settings, f"{kind}-{i}", data_root / f"p{i}")
                 procs.append(p)
             # Past the start-up (the worker exec's faust, which py-spy must not attach before).
-            spy = common.profile(procs[0], f"{kind}-x{processes}", 60, delay_s=12)
+            spy = profile(procs[0], f"{kind}-x{processes}", 60, delay_s=12)
             t_done = watch.wait(timeout, procs)
-            cpu = sum(common.cpu_seconds(p.pid) or 0.0 for p in procs)
+            cpu = sum(cpu_seconds(p.pid) or 0.0 for p in procs)
             if spy is not None:  # end the recording with the process (py-spy then writes it)
                 for p in procs:
                     p.stop()
-                common.profile_done(spy)
+                profile_done(spy)
             first = watch.first_output or t0
             n = len(ds.values)
             out = {
@@ -123,7 +135,7 @@ def attempt(
                 "cpu_s": round(cpu, 1),
             }
             log(
-                f"worker {kind} x{processes}: {common.fmt(out['events_per_s'])} events/s "
+                f"worker {kind} x{processes}: {fmt(out['events_per_s'])} events/s "
                 f"({out['elapsed_s']}s, first output after {out['startup_s']}s)"
             )
             return out
@@ -133,7 +145,7 @@ def attempt(
                 "variant": kind,
                 "processes": processes,
                 "error": str(exc)[-3000:],
-                "agent_crashed": isinstance(exc, common.AgentCrashed),
+                "agent_crashed": isinstance(exc, AgentCrashed),
             }
         finally:
             for p in procs:
@@ -154,15 +166,15 @@ def run(
     events: int | None = None,
 ) -> dict[str, Any]:
     n = events or (2_000 if quick else 100_000)
-    ds = common.dataset(n)
+    ds = dataset(n)
     results = [run_variant(broker, ds, v, timeout=300 if quick else 1800) for v in variants]
     by = {r["variant"]: r.get("events_per_s") for r in results}
     ratios = {}
     for mine in ("faust-exactly_once", "faust-at_least_once"):
         for v in variants:
             if v != mine and mine in by and not v.startswith("faust-"):
-                ratios[f"{mine} / {v}"] = common.ratio(by.get(mine), by[v])
-    ratios["faust-exactly_once / faust-at_least_once"] = common.ratio(
+                ratios[f"{mine} / {v}"] = ratio(by.get(mine), by[v])
+    ratios["faust-exactly_once / faust-at_least_once"] = ratio(
         by.get("faust-exactly_once"), by.get("faust-at_least_once")
     )
     return {"events": n, "customers": ds.distinct, "variants": results, "ratios": ratios}
@@ -172,13 +184,13 @@ def summary(res: dict[str, Any]) -> list[str]:
     lines = [f"Worker ({res['events']:,} events, {res['customers']:,} customers, 1 process):"]
     for r in res["variants"]:
         if "error" in r:
-            lines.append(f"  {r['variant']:<22} FAILED: {common.reason(r['error'])}")
+            lines.append(f"  {r['variant']:<22} FAILED: {reason(r['error'])}")
             continue
         lines.append(
-            f"  {r['variant']:<22} {common.fmt(r['events_per_s'])} events/s"
-            f"  (after the first output {common.fmt(r['events_per_s_after_first_output'], '/s')};"
+            f"  {r['variant']:<22} {fmt(r['events_per_s'])} events/s"
+            f"  (after the first output {fmt(r['events_per_s_after_first_output'], '/s')};"
             f" first output {r['startup_s']}s; total:all 10-90%"
-            f" {common.fmt(r['events_per_s_total_all_10_90'], '/s')}; cpu {r['cpu_s']}s)"
+            f" {fmt(r['events_per_s_total_all_10_90'], '/s')}; cpu {r['cpu_s']}s)"
             + (
                 f" after {len(r['agent_crashes'])} agent crash(es)"
                 if r.get("agent_crashes")
@@ -186,5 +198,5 @@ def summary(res: dict[str, Any]) -> list[str]:
             )
         )
     for k, v in res["ratios"].items():
-        lines.append(f"  ratio {k}: {common.fmt(v, 'x', 2)}")
+        lines.append(f"  ratio {k}: {fmt(v, 'x', 2)}")
     return lines

@@ -225,20 +225,12 @@ def ensure_external_topics(settings: Settings) -> list[str]:
     """Create the topics when missing, before Faust subscribes: outputs of totals compacted, and
     the tables' changelogs too (Faust creating those itself on a fresh cluster sometimes reads
     their metadata too early and crashes the agent with PartitionsMismatch)."""
-    from streams.kafka.admin import TopicSpec, ensure_topics
+    from streams.kafka.topics import ensure_project_topics
 
-    p, r = settings.topic_partitions, settings.topic_replication
-    compacted = {"cleanup.policy": "compact"}
-    return ensure_topics(
-        settings.bootstrap_servers,
-        [
-            TopicSpec(settings.topic(settings.customer_deleted_topic), p, r),
-            TopicSpec(settings.topic(settings.loyalty_topic), p, r, compacted),
-            TopicSpec(settings.topic(settings.referral_topic), p, r, compacted),
-            TopicSpec(settings.topic(settings.deletions_topic), p, r, compacted),
-            *(TopicSpec(settings.topic(f"{settings.app_id}-{name}"), p, r) for name in INTERNAL),
-            *(TopicSpec(name, p, r, compacted) for name in changelogs(settings).values()),
-        ],
+    return ensure_project_topics(
+        settings,
+        internal=[settings.topic(f"{settings.app_id}-{name}") for name in INTERNAL],
+        changelogs=changelogs(settings).values(),
     )
 
 

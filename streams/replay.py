@@ -16,9 +16,9 @@ from typing import IO, Any
 
 from confluent_kafka import KafkaException, Producer
 
-from streams.bridge.app import producer_config, topic_specs
-from streams.kafka.admin import ensure_topics
+from streams.bridge.app import producer_config
 from streams.kafka.producer import DEFAULT_CONFIG
+from streams.kafka.topics import ensure_project_topics
 from streams.models.customer_deleted import envelope_from_data, parse_webhook
 from streams.models.errors import ValidationError
 from streams.progress import Progress
@@ -82,7 +82,7 @@ def replay(
     progress: bool = True,
 ) -> Summary:
     """Publish every valid line; waits for the broker to acknowledge all of them."""
-    ensure_topics(settings.bootstrap_servers, topic_specs(settings))
+    ensure_project_topics(settings)
     records = CustomerDeletedRecords(settings)
     config = {
         **DEFAULT_CONFIG,

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from streams.bridge.handlers import Bridge
 from streams.bridge.signature import SignatureVerifier
-from streams.kafka.admin import TopicSpec, ensure_topics
 from streams.kafka.producer import AsyncProducer
+from streams.kafka.topics import ensure_project_topics
 from streams.settings import Settings
 
 log = logging.getLogger("streams.bridge")
@@ -44,16 +44,6 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "message.timeout.ms": max(1000, deadline_ms),
         "request.timeout.ms": max(1000, min(30000, deadline_ms)),
     }
-
-
-def topic_specs(settings: Settings) -> list[TopicSpec]:
-    names = [settings.customer_deleted_topic, settings.dead_letter_topic]
-    if settings.raw_topic:
-        names.append(settings.raw_topic)
-    return [
-        TopicSpec(settings.topic(n), settings.topic_partitions, settings.topic_replication)
-        for n in names
-    ]
 
 
 def _verifier(settings: Settings) -> SignatureVerifier | None:
@@ -102,9 +92,7 @@ def create_app(
             )
         if owned:
             loop = asyncio.get_running_loop()
-            created = await loop.run_in_executor(
-                None, partial(ensure_topics, settings.bootstrap_servers, topic_specs(settings))
-            )
+            created = await loop.run_in_executor(None, partial(ensure_project_topics, settings))
             if created:
                 log.info("created topics: %s", ", ".join(created))
             if settings.schema_registry_url:

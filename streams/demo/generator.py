@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import random
 from collections.abc import Iterator
@@ -34,11 +32,6 @@ class Webhook:
     customer_id: str
     body: bytes
     duplicate: bool
-
-
-def sign(body: bytes, secret: str) -> str:
-    """Voucherify's signature: lowercase hex HMAC-SHA256 of the body."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def _iso(t: datetime) -> str:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.demo.generator import Webhook, sign, webhooks
+from streams.bridge.signature import sign
+from streams.demo.generator import Webhook, webhooks
 from streams.kafka.local import KafkaError, LocalKafka, broker_answers
 from streams.progress import Progress
 from streams.settings import Settings
@@ -139,7 +140,7 @@ async def send_all(
             hook = queue.get_nowait()
             headers = {
                 "content-type": "application/json",
-                SIGNATURE_HEADER: sign(hook.body, secret),
+                SIGNATURE_HEADER: sign(secret, hook.body),
             }
             status = 0
             for attempt in range(retries):

@@ -1,6 +1,6 @@
 """The `customer.deleted` webhook contract: JSON payload -> validated CustomerDeleted datum.
 
-The datum keeps the webhook's nesting and key names (see avro/CustomerDeleted.avsc). Parsing is
+The datum keeps the webhook's nesting and key names (see schemas/CustomerDeleted.avsc). Parsing is
 lenient where Voucherify is known to be inconsistent (legacy shapes, nulls, missing fields,
 unknown fields) and strict about types, so a datum always encodes.
 

@@ -1,10 +1,10 @@
 """Schema evolution: every committed schema reads data written with each earlier version of
-itself (avro/history/), and a reader on an earlier version reads newer data where Avro allows."""
+itself (streams/models/schemas/history/), and a reader on an earlier version reads newer data
+where Avro allows."""
 
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.models import DecodeError, parse_webhook
-from streams.models.serializers.avro import SCHEMA_DIR, AvroCodec
+from streams.models.serializers.avro import SCHEMA_DIR, AvroCodec, schema_files
 from tests.models.samples import SAMPLES
 from tests.models.sr_server import schema_registry
 from tests.models.strategies import from_schema
 
 CODEC = AvroCodec()
-HISTORY = sorted((SCHEMA_DIR / "history").glob("*.avsc"))
+HISTORY = schema_files(SCHEMA_DIR / "history")
 VERSIONS = [(p.name, s) for p, s in zip(HISTORY, CODEC.history, strict=True)]
 
 
@@ -42,7 +42,7 @@ def _resolved(old: Any, new: Any, *, added_are_defaults: bool = True) -> None:
 
 
 def test_history_exists_and_differs() -> None:
-    assert VERSIONS, "avro/history/ should hold at least one earlier version"
+    assert VERSIONS, "schemas/history/ should hold at least one earlier version"
     for file, old in VERSIONS:
         assert old.name in CODEC.current, f"{file}: no current schema named {old.name}"
         assert old.fingerprint != CODEC.fingerprint(old.name), f"{file} equals the current schema"
@@ -87,9 +87,9 @@ def test_earlier_versions_read_current_data(file: str, old: Any, data: st.DataOb
 
 
 def _old_codec_dir(tmp: Path, file: str, name: str) -> Path:
-    for path in SCHEMA_DIR.glob("*.avsc"):
-        shutil.copy(path, tmp / path.name)
-    shutil.copy(SCHEMA_DIR / "history" / file, tmp / f"{name}.avsc")
+    for path in schema_files(SCHEMA_DIR):
+        (tmp / path.name).write_bytes(path.read_bytes())
+    (tmp / f"{name}.avsc").write_bytes((SCHEMA_DIR / "history" / file).read_bytes())
     return tmp
 
 

@@ -176,7 +176,7 @@ def test_bad_bytes_are_decode_errors(example_datum: dict[str, Any]) -> None:
 def test_other_writers_fall_back_to_the_full_decode(example_datum: dict[str, Any]) -> None:
     # An older writer version resolves through fastavro: the whole datum, reader defaults.
     older = [s for s in CODEC.history if s.name == "CustomerDeleted"]
-    assert older, "avro/history holds earlier CustomerDeleted versions"
+    assert older, "schemas/history holds earlier CustomerDeleted versions"
     out = io.BytesIO()
     out.write(b"\xc3\x01" + older[0].fingerprint)
     fastavro.schemaless_writer(out, older[0].parsed, example_datum)

@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 from support.processes import Service
 
-from streams.demo.generator import compact, sign, webhooks
+from streams.bridge.signature import sign
+from streams.demo.generator import compact, webhooks
 from streams.kafka.reader import read_topic
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
@@ -38,7 +39,7 @@ class Case:
 
 
 def _signed(body: bytes) -> dict[str, str]:
-    return {"content-type": "application/json", "x-voucherify-signature": sign(body, SECRET)}
+    return {"content-type": "application/json", "x-voucherify-signature": sign(SECRET, body)}
 
 
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -122,12 +123,12 @@ def make_cases(rng: random.Random) -> list[Case]:
         elif kind == "forged":
             sig = rng.choice(
                 [
-                    sign(body, "not-the-secret"),
+                    sign("not-the-secret", body),
                     "0" * 64,
                     "zz",
                     "",
-                    sign(body + b" ", SECRET),
-                    sign(body, SECRET).upper() + "0",
+                    sign(SECRET, body + b" "),
+                    sign(SECRET, body).upper() + "0",
                 ]
             )
             cases.append(

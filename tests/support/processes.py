@@ -3,38 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from streams.demo.http import http_get
 from streams.kafka.local import free_port, free_port_pair
 from streams.settings import Settings
 
 __all__ = ["Service", "free_port", "free_port_pair", "http_get"]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def http_get(url: str, timeout: float = 10) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            body = resp.read()
-            try:
-                return resp.status, json.loads(body)
-            except ValueError:
-                return resp.status, body.decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-    except OSError:
-        return 0, None
 
 
 @dataclass

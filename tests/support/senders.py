@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from streams.demo.generator import Webhook, sign
+from streams.bridge.signature import sign
+from streams.demo.generator import Webhook
 
 SIGNATURE = "x-voucherify-signature"
 
@@ -46,7 +47,7 @@ async def send(
     async def one(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
             hook = queue.get_nowait()
-            headers = {"content-type": "application/json", SIGNATURE: sign(hook.body, secret)}
+            headers = {"content-type": "application/json", SIGNATURE: sign(secret, hook.body)}
             give_up_at = time.monotonic() + retry_for_s
             delay = 0.1
             while True:

@@ -1,7 +1,4 @@
-"""Serializers: the Avro codec (and, in `faust_codecs`, its Faust codecs).
-
-`faust_codecs` is not imported here so the bridge does not pay for importing Faust.
-"""
+"""Serializers: the Avro codec over the schemas in `streams/models/schemas/`."""
 
 from streams.models.serializers.avro import SCHEMA_DIR, AvroCodec, get_codec
 

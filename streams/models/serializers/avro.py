@@ -7,8 +7,9 @@ Framing on encode:
   the schema registered under the subject `<topic>-value`.
 
 `decode` accepts both framings on one topic. A single-object message names its writer schema by
-fingerprint among every schema under `avro/` (current and `avro/history/`); a Confluent one by
-registry id. Either way the datum is resolved to the current (reader) schema of the same name.
+fingerprint among every schema in `streams/models/schemas/` (current and `history/`); a Confluent
+one by registry id. Either way the datum is resolved to the current (reader) schema of the same
+name.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any, cast
 
 import fastavro
@@ -41,9 +43,11 @@ __all__ = [
     "crc64_avro",
     "get_codec",
     "load_schema_file",
+    "schema_files",
 ]
 
-SCHEMA_DIR: Path = Path(__file__).resolve().parents[3] / "avro"
+# Package data, so an installed wheel finds them wherever it runs from.
+SCHEMA_DIR: Traversable = files("streams.models") / "schemas"
 NAMESPACE = "io.voucherify.streams"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -112,10 +116,18 @@ def _make_schema(raw: dict[str, Any], source: str) -> _Schema:
     )
 
 
-def load_schema_file(path: Path) -> dict[str, Any]:
+def load_schema_file(path: Traversable) -> dict[str, Any]:
     """The JSON of one `.avsc` file."""
     raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return raw
+
+
+def schema_files(directory: Traversable) -> list[Traversable]:
+    """The `.avsc` files directly in `directory`, by name (none when it does not exist)."""
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if p.is_file() and p.name.endswith(".avsc")]
+    return sorted(found, key=lambda p: p.name)
 
 
 def _writer_for(parsed: dict[str, Any]) -> Writer:
@@ -149,27 +161,27 @@ class AvroCodec:
         self,
         schema_registry_url: str = "",
         *,
-        schema_dir: Path | None = None,
+        schema_dir: Traversable | None = None,
         registry_client: Any = None,
         registry_config: Mapping[str, Any] | None = None,
     ) -> None:
         """`registry_client` (any object with the SchemaRegistryClient methods
         `register_schema` and `get_schema`) overrides building one from the URL."""
-        self.schema_dir = SCHEMA_DIR if schema_dir is None else Path(schema_dir)
+        self.schema_dir = SCHEMA_DIR if schema_dir is None else schema_dir
         self.schema_registry_url = schema_registry_url
         self._registry_config = dict(registry_config or {})
         self._registry = registry_client
         self._lock = threading.Lock()
         self.current: dict[str, _Schema] = {}
         self.history: list[_Schema] = []
-        for path in sorted(self.schema_dir.glob("*.avsc")):
+        for path in schema_files(self.schema_dir):
             schema = _make_schema(load_schema_file(path), str(path))
             if schema.name in self.current:
                 raise ValueError(f"{path}: schema {schema.name} is defined twice")
             self.current[schema.name] = schema
         if not self.current:
             raise ValueError(f"no .avsc files in {self.schema_dir}")
-        for path in sorted((self.schema_dir / "history").glob("*.avsc")):
+        for path in schema_files(self.schema_dir / "history"):
             self.history.append(_make_schema(load_schema_file(path), str(path)))
         self._by_fullname = {s.fullname: s for s in self.current.values()}
         self._soe_writers = {

@@ -1,0 +1,26 @@
+"""A small blocking HTTP GET for the dev tooling: tests and benchmarks poll the services with it."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+__all__ = ["http_get"]
+
+
+def http_get(url: str, timeout: float = 10) -> tuple[int, Any]:
+    """(status, body as JSON, else as text); (code, None) on an HTTP error, (0, None) when
+    nothing answers, so a poll loop never has to catch anything."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            body = resp.read()
+            try:
+                return int(resp.status), json.loads(body)
+            except ValueError:
+                return int(resp.status), body.decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), None
+    except OSError:
+        return 0, None

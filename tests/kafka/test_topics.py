@@ -1,0 +1,33 @@
+"""The project's topic specs: one list, the same configuration whoever creates the topics."""
+
+from __future__ import annotations
+
+from streams.app import INTERNAL, changelogs
+from streams.kafka.topics import project_topics
+from streams.settings import Settings
+
+
+def test_every_topic_with_its_configuration() -> None:
+    s = Settings(topic_prefix="t.", app_id="app", topic_partitions=3, topic_replication=1)
+    internal = [s.topic(f"{s.app_id}-{name}") for name in INTERNAL]
+    specs = {
+        t.name: t for t in project_topics(s, internal=internal, changelogs=changelogs(s).values())
+    }
+    compacted = {n for n, t in specs.items() if t.config.get("cleanup.policy") == "compact"}
+    assert compacted == {
+        "t.analytics.loyalty-points-lost",
+        "t.analytics.referral-impact",
+        "t.analytics.customer-deletions",
+        *changelogs(s).values(),
+    }
+    assert set(specs) - compacted == {
+        "t.voucherify.customer.deleted",
+        "t.voucherify.webhooks.dead-letter",
+        *internal,
+    }
+    assert {(t.partitions, t.replication) for t in specs.values()} == {(3, 1)}
+
+
+def test_raw_topic_only_when_set() -> None:
+    assert "raw" not in {t.name for t in project_topics(Settings())}
+    assert "raw" in {t.name for t in project_topics(Settings(raw_topic="raw"))}
