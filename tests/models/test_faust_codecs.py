@@ -11,7 +11,6 @@ from streams.models import DecodeError, parse_webhook
 from streams.models.serializers.faust_codecs import codec_name, register_faust_codecs
 from streams.settings import Settings
 from tests.models.samples import SAMPLES
-from tests.models.sr_server import Registry
 
 
 def test_names_are_registered() -> None:
@@ -42,14 +41,14 @@ def test_generic_codec_takes_pair_or_hint() -> None:
         codecs.dumps("avro", sample)
 
 
-def test_registry_subject_follows_settings_topic(registry: tuple[str, Registry]) -> None:
-    url, state = registry
-    settings = Settings(schema_registry_url=url, topic_prefix="t1.")
-    register_faust_codecs(settings)
+def test_registry_subject_follows_settings_topic() -> None:
+    settings = Settings(schema_registry_url="mock://faust-codecs", topic_prefix="t1.")
+    made = register_faust_codecs(settings)
     try:
         data = codecs.dumps("avro-loyalty-points-lost", SAMPLES["LoyaltyPointsLost"])
         assert data[0] == 0
-        assert set(state.subjects) == {"t1.analytics.loyalty-points-lost-value"}
+        subjects = made["avro"].codec.registry().get_subjects()
+        assert set(subjects) == {"t1.analytics.loyalty-points-lost-value"}
         assert codecs.loads("avro-loyalty-points-lost", data) == SAMPLES["LoyaltyPointsLost"]
     finally:
         register_faust_codecs()
