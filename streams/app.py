@@ -185,6 +185,8 @@ def build_app(settings: Settings) -> faust.App:
         if settings.store.startswith("rocksdb"):
             drop_stale_tables(app, settings)
         ensure_external_topics(settings)
+        if settings.schema_registry_url:
+            register_schemas(settings, topo.codec)
 
     @app.task
     async def _quiet() -> None:  # a task: runs once the worker has set up its logging
@@ -232,6 +234,32 @@ def ensure_external_topics(settings: Settings) -> list[str]:
         internal=[settings.topic(f"{settings.app_id}-{name}") for name in INTERNAL],
         changelogs=changelogs(settings).values(),
     )
+
+
+def register_schemas(settings: Settings, codec: Any, wait_s: float = 60.0) -> None:
+    """Before the agents start: register every schema the worker writes, and the input's,
+    under `<topic>-value`, so no agent waits on the registry (or fails with it down) later.
+    The registry down for `wait_s`: exit to be restarted; a schema refused: exit 2."""
+    from streams.agents import exit_for_restart
+    from streams.models.serializers.faust_codecs import TOPIC_SETTING
+    from streams.models.serializers.registry import RegistryUnavailable, SchemaRegistrationError
+
+    deadline = time.monotonic() + wait_s
+    for schema_name, attr in TOPIC_SETTING.items():
+        topic = settings.topic(getattr(settings, attr))
+        while True:
+            try:
+                codec.register(schema_name, topic)
+                break
+            except SchemaRegistrationError as exc:
+                log.critical("refusing to start: %s", exc)
+                logging.shutdown()
+                os._exit(2)
+            except RegistryUnavailable as exc:
+                if time.monotonic() > deadline:
+                    exit_for_restart("%s", exc)
+                log.warning("%s; retrying", exc)
+                time.sleep(1.0)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -23,6 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["start", "stop", "status", "reset"])
     add_arguments(kafka, ["kafka"])
 
+    registry = sub.add_parser(
+        "registry", help="start, stop or inspect the local Schema Registry (Apicurio)"
+    )
+    registry.add_argument("action", choices=["start", "stop", "status", "reset"])
+    add_arguments(registry, ["registry"])
+
     bridge = sub.add_parser("bridge", help="run the webhook bridge (HTTP -> Avro -> Kafka)")
     add_arguments(bridge, ["bridge"])
 
@@ -87,6 +93,33 @@ def _kafka(action: str, settings: Settings) -> int:
     return 0
 
 
+def _registry(action: str, settings: Settings) -> int:
+    from streams.registry.local import LocalRegistry, RegistryError
+
+    registry = LocalRegistry.from_settings(settings)
+    try:
+        if action == "start":
+            started = registry.start()
+            verb = "started" if started else "is already running"
+            print(f"Schema Registry {verb}; log: {registry.log_file}")
+            print(f"export SCHEMA_REGISTRY_URL={registry.url}")
+        elif action == "stop":
+            if registry.stop():
+                print(f"Schema Registry on port {registry.port} stopped")
+            else:
+                print(f"Schema Registry on port {registry.port} was not running")
+        elif action == "reset":
+            registry.reset()
+            print(f"Schema Registry data under {registry.state_dir} deleted")
+        else:
+            print(registry.status())
+            return 0 if registry.pid() is not None else 3
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -97,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings)
     if args.command == "kafka":
         return _kafka(args.action, settings)
+    if args.command == "registry":
+        return _registry(args.action, settings)
     if args.command == "bridge":
         from streams.bridge.app import run as run_bridge
 

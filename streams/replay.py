@@ -84,6 +84,18 @@ def replay(
     """Publish every valid line; waits for the broker to acknowledge all of them."""
     ensure_project_topics(settings)
     records = CustomerDeletedRecords(settings)
+    if settings.schema_registry_url:
+        # Before anything is sent: a refused schema or an unreachable registry stops the
+        # backfill with its reason instead of a traceback after the first line.
+        from streams.models.serializers.registry import (
+            RegistryUnavailable,
+            SchemaRegistrationError,
+        )
+
+        try:
+            records.codec.register("CustomerDeleted", records.topic)
+        except (SchemaRegistrationError, RegistryUnavailable) as exc:
+            raise SystemExit(f"error: {exc}") from None
     config = {
         **DEFAULT_CONFIG,
         **producer_config(settings),

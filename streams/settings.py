@@ -149,6 +149,39 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "kafka_heap", "STREAMS_KAFKA_HEAP", "1g", "Java heap of the local broker.", str, ("kafka",)
     ),
+    # --- Schema Registry ---
+    Setting(
+        "registry_port",
+        "STREAMS_REGISTRY_PORT",
+        8081,
+        "Port of the local Schema Registry started by `registry start`.",
+        int,
+        ("registry",),
+    ),
+    Setting(
+        "registry_management_port",
+        "STREAMS_REGISTRY_MANAGEMENT_PORT",
+        0,
+        "Health/metrics port of the local Schema Registry (0: registry port + 1).",
+        int,
+        ("registry",),
+    ),
+    Setting(
+        "registry_home",
+        "STREAMS_REGISTRY_HOME",
+        str(Path.home() / ".cache" / "voucherify-streams" / "registry"),
+        "Where the local Schema Registry keeps its app, data, pid and log.",
+        str,
+        ("registry",),
+    ),
+    Setting(
+        "registry_java_home",
+        "STREAMS_REGISTRY_JAVA_HOME",
+        "",
+        "JDK (21+) for the local Schema Registry (empty: the newest under /usr/lib/jvm).",
+        str,
+        ("registry",),
+    ),
     # --- Bridge ---
     Setting("bridge_host", "BRIDGE_HOST", "0.0.0.0", "Bridge listen address.", str, ("bridge",)),
     Setting("bridge_port", "BRIDGE_PORT", 8080, "Bridge listen port.", int, ("bridge",)),
@@ -360,6 +393,10 @@ class Settings:
     kafka_controller_port: int = 0
     kafka_home: str = field(default_factory=lambda: str(_BY_ATTR["kafka_home"].default))
     kafka_heap: str = "1g"
+    registry_port: int = 8081
+    registry_management_port: int = 0
+    registry_home: str = field(default_factory=lambda: str(_BY_ATTR["registry_home"].default))
+    registry_java_home: str = ""
     bridge_host: str = "0.0.0.0"
     bridge_port: int = 8080
     webhook_secret: tuple[str, ...] = ()
@@ -440,6 +477,10 @@ class Settings:
     def controller_port(self) -> int:
         return self.kafka_controller_port or self.kafka_port + 1
 
+    @property
+    def registry_mgmt_port(self) -> int:
+        return self.registry_management_port or self.registry_port + 1
+
     def secrets(self) -> tuple[str, ...]:
         """Every configured webhook secret: env/flag values, then the secrets file's lines."""
         found = list(self.webhook_secret)
@@ -503,6 +544,8 @@ def markdown_table() -> str:
         default = s.default
         if s.attr == "kafka_home":
             default = "~/.cache/voucherify-streams/kafka"
+        if s.attr == "registry_home":
+            default = "~/.cache/voucherify-streams/registry"
         shown = ",".join(default) if isinstance(default, tuple) else str(default)
         shown = f"`{shown}`" if shown != "" else "(empty)"
         used = ", ".join(s.groups).replace("all", "every command")

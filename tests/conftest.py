@@ -3,11 +3,13 @@
 The broker comes from, in order: KAFKA_BOOTSTRAP_SERVERS; testcontainers' Kafka when a Docker
 engine answers; else the project's own local broker (`voucherify-streams kafka`), started here
 on a free port and stopped at the end. Under CI=true a Kafka test fails when none can be had.
+The Schema Registry (`schema_registry`) likewise: the project's local Apicurio Registry.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from streams.kafka.local import KafkaError, LocalKafka, broker_answers, free_port_pair
+from streams.registry.local import LocalRegistry, RegistryError, registry_answers
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +68,39 @@ def kafka() -> Iterator[str]:
     finally:
         broker.stop()
         broker.reset()
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[str]:
+    """URL (SCHEMA_REGISTRY_URL) of a real Confluent-compatible Schema Registry for the run:
+    STREAMS_TEST_SCHEMA_REGISTRY_URL when set, else the project's local Apicurio Registry
+    started once on free ports (its app cached like the broker's jars) and stopped at the end.
+    Under CI=true a registry test fails, never skips, when none can be had."""
+    env = os.environ.get("STREAMS_TEST_SCHEMA_REGISTRY_URL")
+    if env:
+        if not registry_answers(env, timeout=10):
+            _no_registry(f"STREAMS_TEST_SCHEMA_REGISTRY_URL={env} does not answer")
+        yield env
+        return
+    base = Settings.from_env()
+    port = free_port_pair()
+    registry = LocalRegistry(port, port + 1, Path(base.registry_home), base.registry_java_home)
+    try:
+        registry.start()
+    except RegistryError as exc:
+        _no_registry(str(exc))
+    try:
+        yield registry.url
+    finally:
+        registry.stop()
+        registry.reset()
+        shutil.rmtree(registry.state_dir, ignore_errors=True)
+
+
+def _no_registry(reason: str) -> None:
+    if CI:
+        pytest.fail(f"no Schema Registry could be had under CI=true: {reason}")
+    pytest.skip(f"no Schema Registry: {reason}")
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import faust
 
 from streams.agents import INPUT, INPUT_REKEYED, Topology, exit_for_restart
 from streams.agents.batching import batches, use_event
+from streams.agents.skipped import Skipped
 from streams.domain.deltas import plan, to_millis
 from streams.domain.routing import DeltaBatch
 from streams.domain.state import pack_delta, pack_mark
@@ -50,8 +51,8 @@ def register(topo: Topology) -> Any:
     loyalty = DeltaBatch(settings.topic_partitions)
     referral = DeltaBatch(settings.topic_partitions)
 
-    def skip(msg: Any, exc: Exception) -> None:
-        log.warning("skipping %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
+    # Counted, logged and kept on the dead-letter topic; raises on when the registry is down.
+    skip = Skipped.register(topo, sender)
 
     async def process(event: faust.EventT) -> None:
         msg = event.message

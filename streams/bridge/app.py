@@ -17,6 +17,7 @@ from streams.bridge.handlers import Bridge
 from streams.bridge.signature import SignatureVerifier
 from streams.kafka.producer import AsyncProducer
 from streams.kafka.topics import ensure_project_topics
+from streams.models.serializers.registry import RegistryUnavailable, SchemaRegistrationError
 from streams.settings import Settings
 
 log = logging.getLogger("streams.bridge")
@@ -29,8 +30,65 @@ SHUTDOWN_GRACE_S = 15.0
 FLUSH_TIMEOUT_S = 10.0
 
 
+#: Waits between attempts to register the schemas while the registry is down (s).
+REGISTRATION_RETRY_S = (0.5, 1.0, 2.0, 5.0)
+
+
 class ConfigError(ValueError):
     """The bridge cannot start with these settings."""
+
+
+def schemas_of(bridge: Bridge) -> list[tuple[str, str]]:
+    """(schema, topic) of every Avro record the bridge publishes."""
+    return [
+        ("CustomerDeleted", bridge.customer_deleted_topic),
+        ("DeadLetter", bridge.dead_letter_topic),
+    ]
+
+
+async def register_schemas(bridge: Bridge) -> None:
+    """Register (or verify) the bridge's schemas under `<topic>-value`, off the event loop.
+
+    Raises IncompatibleSchema / SchemaRegistrationError (the registry refused: the bridge must
+    not start) or RegistryUnavailable (try again later)."""
+    loop = asyncio.get_running_loop()
+    for name, topic in schemas_of(bridge):
+        await loop.run_in_executor(None, bridge.codec.register, name, topic)
+    bridge.schemas_ready = True
+    bridge.schema_problem = ""
+
+
+async def start_registration(bridge: Bridge) -> None:
+    """At start: register, or, with the registry down, serve 503s and keep trying."""
+    try:
+        await register_schemas(bridge)
+        return
+    except RegistryUnavailable as exc:
+        bridge.schemas_ready = False
+        bridge.schema_problem = str(exc)
+        log.warning(
+            "%s; answering 503 to customer.deleted webhooks until the schemas are registered", exc
+        )
+    bridge.registration = asyncio.create_task(_keep_registering(bridge))
+
+
+async def _keep_registering(bridge: Bridge) -> None:
+    attempt = 0
+    while True:
+        await asyncio.sleep(REGISTRATION_RETRY_S[min(attempt, len(REGISTRATION_RETRY_S) - 1)])
+        attempt += 1
+        try:
+            await register_schemas(bridge)
+        except RegistryUnavailable as exc:
+            bridge.schema_problem = str(exc)
+            continue
+        except SchemaRegistrationError as exc:
+            # Nothing to retry: an operator must act. Stay not ready, never publish.
+            bridge.schema_problem = str(exc)
+            log.error("%s; the bridge stays not ready", exc)
+            return
+        log.info("schemas registered with the schema registry; accepting webhooks again")
+        return
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -95,19 +153,17 @@ def create_app(
             created = await loop.run_in_executor(None, partial(ensure_project_topics, settings))
             if created:
                 log.info("created topics: %s", ", ".join(created))
-            if settings.schema_registry_url:
-                # Register now: keep the registry's HTTP round trip off the request path.
-                for name, topic in (
-                    ("CustomerDeleted", bridge.customer_deleted_topic),
-                    ("DeadLetter", bridge.dead_letter_topic),
-                ):
-                    await loop.run_in_executor(None, bridge.codec.register, name, topic)
+        if settings.schema_registry_url:
+            await start_registration(bridge)
+        if owned:
             await producer.start()
 
     async def on_shutdown(app: web.Application) -> None:
         bridge.draining = True
 
     async def on_cleanup(app: web.Application) -> None:
+        if bridge.registration is not None:
+            bridge.registration.cancel()
         if owned:
             left = await producer.close(FLUSH_TIMEOUT_S)
             if left:
@@ -225,6 +281,9 @@ def run(settings: Settings) -> int:
         return 2
     try:
         asyncio.run(serve(app, settings.bridge_host, settings.bridge_port))
+    except SchemaRegistrationError as exc:
+        log.error("refusing to start: %s", exc)
+        return 2
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", settings.bridge_host, settings.bridge_port, exc)
         return 1

@@ -223,6 +223,11 @@ class Bridge:
         self.raw_topic = settings.topic(settings.raw_topic) if settings.raw_topic else ""
         self.dead_letter_fingerprint = codec.fingerprint("DeadLetter").hex()
         self.draining = False
+        # False while the schemas are not registered with the Schema Registry (SCHEMA_REGISTRY_URL
+        # set and the registry not reachable yet): Avro records get 503, never a guessed id.
+        self.schemas_ready = True
+        self.schema_problem = ""
+        self.registration: asyncio.Task[None] | None = None  # retrying while the registry is down
         self._unauthorized_logged_at = 0.0
         self._unauthorized_since_log = 0
 
@@ -309,6 +314,8 @@ class Bridge:
         self, found: CustomerDeleted, body: bytes, request: web.BaseRequest
     ) -> tuple[str, web.StreamResponse]:
         self.metrics.count_event_type(EVENT_TYPE)
+        if not self.schemas_ready:
+            return "unavailable", self._no_schemas()
         try:
             key, value, headers = self.records.build(found.datum)
         except ValidationError as exc:  # parse_webhook should make this impossible
@@ -347,6 +354,8 @@ class Bridge:
         self, found: Rejected, body: bytes, request: web.BaseRequest
     ) -> tuple[str, web.StreamResponse]:
         """Dead-letter a signed request we cannot accept, then answer its 4xx."""
+        if not self.schemas_ready:
+            return "unavailable", self._no_schemas()
         record = {
             "body": body,
             "reason": found.reason,
@@ -382,13 +391,15 @@ class Bridge:
         self.metrics.publish_latency[kind].observe(time.monotonic() - start)
         return None
 
-    def _unavailable(self, why: str) -> web.Response:
+    def _unavailable(
+        self, why: str, message: str = "Kafka is not available; retry later"
+    ) -> web.Response:
         log.debug("answering 503: %s", why)
-        return _error(
-            503,
-            "unavailable",
-            "Kafka is not available; retry later",
-            headers={"Retry-After": self.retry_after},
+        return _error(503, "unavailable", message, headers={"Retry-After": self.retry_after})
+
+    def _no_schemas(self) -> web.Response:
+        return self._unavailable(
+            self.schema_problem, "the schema registry is not available; retry later"
         )
 
     def _log_unauthorized(self, request: web.BaseRequest) -> None:
@@ -417,6 +428,9 @@ class Bridge:
         producer = self.producer
         if self.draining:
             return _error(503, "draining", "shutting down")
+        if not self.schemas_ready:
+            detail = self.schema_problem or "not registered yet"
+            return _error(503, "not_ready", f"schemas not registered with the registry: {detail}")
         if not producer.healthy:
             detail = getattr(producer, "last_error", "") or "producer not healthy"
             return _error(503, "not_ready", f"Kafka not reachable or producer failed: {detail}")
@@ -426,6 +440,7 @@ class Bridge:
         producer = self.producer
         extra = {
             "bridge_broker_reachable": 1.0 if producer.healthy else 0.0,
+            "bridge_schemas_registered": 1.0 if self.schemas_ready else 0.0,
             "bridge_producer_queue_length": float(producer.queued()),
         }
         body = self.metrics.render(extra).encode()

@@ -23,7 +23,11 @@ def _compose_plugin() -> bool:
 def test_compose_file_shape() -> None:
     spec = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = spec["services"]
-    assert set(services) == {"kafka", "bridge", "worker"}
+    assert set(services) == {"kafka", "registry", "bridge", "worker"}
+    registry = services["registry"]
+    assert registry["image"].startswith("apicurio/apicurio-registry:")
+    assert registry["profiles"] == ["registry"]  # opt-in: the default stack is unchanged
+    assert "healthcheck" in registry
     kafka = services["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
@@ -33,6 +37,8 @@ def test_compose_file_shape() -> None:
         assert svc["build"] == "."
         assert svc["depends_on"]["kafka"]["condition"] == "service_healthy"
         assert svc["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:29092"
+        assert svc["environment"]["SCHEMA_REGISTRY_URL"] == "${SCHEMA_REGISTRY_URL:-}"
+        assert svc["depends_on"]["registry"]["required"] is False
     assert (ROOT / "Dockerfile").exists()
 
 

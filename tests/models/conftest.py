@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from streams.models.serializers.avro import AvroCodec
-from tests.models.sr_server import Registry, schema_registry
+from streams.models.serializers.registry import new_client
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "customer-deleted.webhook.json"
 
@@ -27,7 +26,7 @@ def codec() -> AvroCodec:
 
 
 @pytest.fixture
-def registry() -> Iterator[tuple[str, Registry]]:
-    """(URL, state) of an in-process Schema Registry (no Confluent server on this machine)."""
-    with schema_registry() as served:
-        yield served
+def mock_registry() -> Any:
+    """confluent-kafka's in-process mock SchemaRegistryClient (unit tests; the real registry is
+    the session's `schema_registry` fixture)."""
+    return new_client("mock://unit")

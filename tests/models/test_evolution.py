@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from streams.models import DecodeError, parse_webhook
 from streams.models.serializers.avro import SCHEMA_DIR, AvroCodec, schema_files
+from streams.models.serializers.registry import new_client
 from tests.models.samples import SAMPLES
-from tests.models.sr_server import schema_registry
 from tests.models.strategies import from_schema
 
 CODEC = AvroCodec()
@@ -100,9 +100,9 @@ def test_old_reader_through_schema_registry(
     """A deployed reader still on `old` decodes newer Confluent-framed data (writer by id)."""
     datum = parse_webhook(example_payload) if old.name == "CustomerDeleted" else SAMPLES[old.name]
     old_codec = AvroCodec(schema_dir=_old_codec_dir(tmp_path, file, old.name))
-    with schema_registry() as (url, _):
-        data = AvroCodec(url).encode(old.name, datum, topic="t")
-        name, back = AvroCodec(url, schema_dir=old_codec.schema_dir).decode(data)
+    registry = new_client("mock://evolution")  # one registry shared by writer and reader
+    data = AvroCodec(registry_client=registry).encode(old.name, datum, topic="t")
+    name, back = AvroCodec(registry_client=registry, schema_dir=old_codec.schema_dir).decode(data)
     assert name == old.name
     _resolved(back, datum, added_are_defaults=False)
     # Single-object framing names the writer only by fingerprint: an old reader cannot know it.

@@ -1,61 +1,200 @@
-"""Confluent wire format through confluent-kafka's SchemaRegistryClient (in-process registry)."""
+"""The Confluent wire format through confluent-kafka's SchemaRegistryClient: unit tests on its
+`mock://` client, then the same contract against the real registry (the `schema_registry`
+session fixture: Apicurio Registry's Confluent-compatible API)."""
 
 from __future__ import annotations
 
+import io
+import json
 from typing import Any
 
+import fastavro
 import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
+from streams.kafka.local import free_port
 from streams.models import DecodeError, parse_webhook
 from streams.models.serializers.avro import AvroCodec
-from tests.models.sr_server import Registry
+from streams.models.serializers.registry import (
+    COMPATIBILITY,
+    IncompatibleSchema,
+    RegistryUnavailable,
+    SchemaRegistry,
+    UnknownSchemaId,
+    new_client,
+)
+from tests.models.samples import SAMPLES
 
 TOPIC = "voucherify.customer.deleted"
 
 
-def test_confluent_framing_round_trip(
-    registry: tuple[str, Registry], example_payload: dict[str, Any]
-) -> None:
-    url, state = registry
-    codec = AvroCodec(url)
+class Counting:
+    """A registry client that counts the calls made through it."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+# --- unit: confluent-kafka's mock:// client ------------------------------------------------
+
+
+def test_confluent_framing_round_trip(mock_registry: Any, example_payload: dict[str, Any]) -> None:
+    client = Counting(mock_registry)
+    codec = AvroCodec(registry_client=client)
     datum = parse_webhook(example_payload)
     data = codec.encode("CustomerDeleted", datum, topic=TOPIC)
     assert data[0] == 0
     schema_id = int.from_bytes(data[1:5], "big")
-    assert state.subjects == {f"{TOPIC}-value": [schema_id]}
+    assert mock_registry.get_subjects() == [f"{TOPIC}-value"]
     assert codec.decode(data) == ("CustomerDeleted", datum)
-    # Registered once, then cached: later encodes make no HTTP call.
-    calls = len(state.requests)
+    # Registered once, then cached: later encodes make no call.
+    calls = len(client.calls)
     codec.encode("CustomerDeleted", datum, topic=TOPIC)
-    assert len(state.requests) == calls
-    # Another process (fresh codec) fetches the writer schema by id.
-    assert AvroCodec(url).decode(data) == ("CustomerDeleted", datum)
-    assert ("GET", f"/schemas/ids/{schema_id}") in state.requests
+    assert len(client.calls) == calls
+    # Another process (fresh codec) fetches the writer schema by id, once.
+    reader = Counting(mock_registry)
+    fresh = AvroCodec(registry_client=reader)
+    assert fresh.decode(data) == fresh.decode(data) == ("CustomerDeleted", datum)
+    assert reader.calls == ["get_schema"]
+    assert mock_registry.get_schema(schema_id).schema_str == codec.schema_text("CustomerDeleted")
 
 
-def test_both_framings_on_one_topic(
-    registry: tuple[str, Registry], example_payload: dict[str, Any]
-) -> None:
-    url, _ = registry
+def test_both_framings_on_one_topic(mock_registry: Any, example_payload: dict[str, Any]) -> None:
     datum = parse_webhook(example_payload)
     single_object = AvroCodec().encode("CustomerDeleted", datum)
-    confluent = AvroCodec(url).encode("CustomerDeleted", datum, topic=TOPIC)
-    reader = AvroCodec(url)
+    confluent = AvroCodec(registry_client=mock_registry).encode(
+        "CustomerDeleted", datum, topic=TOPIC
+    )
+    reader = AvroCodec(registry_client=mock_registry)
     assert reader.decode(single_object) == reader.decode(confluent) == ("CustomerDeleted", datum)
 
 
-def test_registry_needs_a_topic(registry: tuple[str, Registry]) -> None:
+def test_registry_needs_a_topic(mock_registry: Any) -> None:
     with pytest.raises(ValueError, match="needs the topic"):
-        AvroCodec(registry[0]).encode("CustomerDeleted", {})
+        AvroCodec(registry_client=mock_registry).encode("CustomerDeleted", {})
 
 
-def test_unknown_registry_id(registry: tuple[str, Registry]) -> None:
-    with pytest.raises(DecodeError, match="schema registry id 99"):
-        AvroCodec(registry[0]).decode(b"\x00\x00\x00\x00\x63\x00")
+def test_unknown_registry_id(mock_registry: Any) -> None:
+    with pytest.raises(UnknownSchemaId, match="schema registry id 99 is unknown"):
+        AvroCodec(registry_client=mock_registry).decode(b"\x00\x00\x00\x00\x63\x00")
 
 
-def test_foreign_schema_id_is_rejected(registry: tuple[str, Registry]) -> None:
-    url, state = registry
-    schema_id = state.register("other-value", '{"type":"record","name":"x.Other","fields":[]}')
+def test_foreign_schema_id_is_rejected(mock_registry: Any) -> None:
+    from confluent_kafka.schema_registry import Schema
+
+    other = Schema('{"type":"record","name":"x.Other","fields":[]}', "AVRO")
+    schema_id = mock_registry.register_schema("other-value", other)
     with pytest.raises(DecodeError, match=r"x\.Other, not ours"):
-        AvroCodec(url).decode(b"\x00" + schema_id.to_bytes(4, "big"))
+        AvroCodec(registry_client=mock_registry).decode(b"\x00" + schema_id.to_bytes(4, "big"))
+
+
+def test_unreachable_registry_is_not_the_records_fault() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(RegistryUnavailable) as raised:
+        AvroCodec(url).decode(b"\x00\x00\x00\x00\x07\x00")
+    assert not isinstance(raised.value, DecodeError)  # never skipped as a bad record
+    with pytest.raises(RegistryUnavailable, match=r"voucherify\.customer\.deleted-value"):
+        AvroCodec(url).register("CustomerDeleted", TOPIC)
+
+
+# --- the real registry --------------------------------------------------------------------
+
+
+@pytest.mark.registry
+def test_subjects_level_and_ids(schema_registry: str, unique: str) -> None:
+    codec = AvroCodec(schema_registry)
+    topics = {name: f"t{unique}.{name.lower()}" for name in codec.schema_names}
+    ids = {name: codec.register(name, topic) for name, topic in topics.items()}
+    client = SchemaRegistryClient({"url": schema_registry})
+    for name, topic in topics.items():
+        subject = f"{topic}-value"
+        assert client.get_compatibility(subject) == COMPATIBILITY
+        latest = client.get_latest_version(subject)
+        assert latest.schema_id == int.from_bytes(ids[name][1:], "big")
+    # Confluent id semantics (Apicurio's content-id mode): same schema, other subject, same id.
+    again = AvroCodec(schema_registry).register("DeadLetter", f"t{unique}.other")
+    assert again == ids["DeadLetter"]
+
+
+@pytest.mark.registry
+def test_confluent_deserializer_reads_the_codecs_records(
+    schema_registry: str, unique: str, example_payload: dict[str, Any]
+) -> None:
+    """Every record type, written by the codec, read back by confluent-kafka alone."""
+    codec = AvroCodec(schema_registry)
+    client = SchemaRegistryClient({"url": schema_registry})
+    deserialize = AvroDeserializer(client)
+    datums = {"CustomerDeleted": parse_webhook(example_payload), **SAMPLES}
+    for name, datum in datums.items():
+        topic = f"t{unique}.{name}"
+        got = deserialize(
+            codec.encode(name, datum, topic=topic),
+            SerializationContext(topic, MessageField.VALUE),
+        )
+        assert AvroCodec().decode(AvroCodec().encode(name, got))[1] == datum
+
+
+def _evolved(codec: AvroCodec) -> dict[str, Any]:
+    """The current CustomerDeleted plus an optional field: a compatible evolution."""
+    schema: dict[str, Any] = json.loads(codec.schema_text("CustomerDeleted"))
+    schema["fields"].append({"name": "channel", "type": ["null", "string"], "default": None})
+    return schema
+
+
+def _broken(codec: AvroCodec) -> dict[str, Any]:
+    """The current CustomerDeleted with its first field's type changed: incompatible."""
+    schema: dict[str, Any] = json.loads(codec.schema_text("CustomerDeleted"))
+    field = schema["fields"][0]
+    field["type"] = "int" if field["type"] == "boolean" else "boolean"
+    field.pop("default", None)
+    return schema
+
+
+@pytest.mark.registry
+def test_history_then_current_then_evolved_are_compatible(
+    schema_registry: str, unique: str, example_payload: dict[str, Any]
+) -> None:
+    codec = AvroCodec(schema_registry)
+    sr = codec.schema_registry()
+    subject = f"t{unique}.in-value"
+    old = next(s for s in codec.history if s.name == "CustomerDeleted")
+    sr.register(subject, old.text)
+    assert sr.compatible(subject, codec.schema_text("CustomerDeleted"))
+    codec.register("CustomerDeleted", f"t{unique}.in")
+    evolved = json.dumps(_evolved(codec))
+    assert sr.compatible(subject, evolved)
+    evolved_id = sr.register(subject, evolved)
+    # A record written by a newer producer: this codec resolves it to its current schema.
+    writer = fastavro.parse_schema(json.loads(evolved), named_schemas={})
+    out = io.BytesIO()
+    datum = parse_webhook(example_payload)
+    fastavro.schemaless_writer(out, writer, {**datum, "channel": "api"})
+    data = b"\x00" + evolved_id.to_bytes(4, "big") + out.getvalue()
+    assert AvroCodec(schema_registry).decode(data) == ("CustomerDeleted", datum)
+
+
+@pytest.mark.registry
+def test_incompatible_change_is_refused(schema_registry: str, unique: str) -> None:
+    codec = AvroCodec(schema_registry)
+    codec.register("CustomerDeleted", f"t{unique}.in")
+    sr = SchemaRegistry(new_client(schema_registry))
+    subject = f"t{unique}.in-value"
+    broken = json.dumps(_broken(codec))
+    assert not sr.compatible(subject, broken)
+    with pytest.raises(IncompatibleSchema, match=subject) as refused:
+        sr.register(subject, broken)
+    assert refused.value.subject == subject

@@ -32,6 +32,7 @@ from streams.models.errors import DecodeError, ValidationError
 from streams.models.serializers.codegen import compile_writer as generate_writer
 from streams.models.serializers.projection import Keep, Reader, compile_reader
 from streams.models.serializers.projection import Unsupported as NoProjection
+from streams.models.serializers.registry import SchemaRegistry, new_client, subject_for
 from streams.models.serializers.writer import Unsupported, Writer
 from streams.settings import Settings
 
@@ -165,12 +166,13 @@ class AvroCodec:
         registry_client: Any = None,
         registry_config: Mapping[str, Any] | None = None,
     ) -> None:
-        """`registry_client` (any object with the SchemaRegistryClient methods
-        `register_schema` and `get_schema`) overrides building one from the URL."""
+        """`registry_client` (a confluent-kafka SchemaRegistryClient, or its mock) overrides
+        building one from the URL."""
         self.schema_dir = SCHEMA_DIR if schema_dir is None else schema_dir
         self.schema_registry_url = schema_registry_url
         self._registry_config = dict(registry_config or {})
         self._registry = registry_client
+        self._sr: SchemaRegistry | None = None
         self._lock = threading.Lock()
         self.current: dict[str, _Schema] = {}
         self.history: list[_Schema] = []
@@ -265,13 +267,11 @@ class AvroCodec:
         """Register the current schema under `<topic>-value`; returns the 5-byte wire header.
 
         Called on first use; call it at start-up to fail fast and keep HTTP off the hot path.
+        Raises streams.models.serializers.registry's IncompatibleSchema, SchemaRegistrationError
+        or RegistryUnavailable.
         """
         schema = self._current(schema_name)
-        from confluent_kafka.schema_registry import Schema
-
-        schema_id = int(
-            self.registry().register_schema(f"{topic}-value", Schema(schema.text, "AVRO"))
-        )
+        schema_id = self.schema_registry().register(subject_for(topic), schema.text)
         header = CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
         self._sr_routes.setdefault(schema_id, self._route(schema))
         self._sr_headers[(schema_name, topic)] = header
@@ -279,16 +279,20 @@ class AvroCodec:
 
     def registry(self) -> Any:
         """The Schema Registry client (built on first use)."""
-        if self._registry is None:
-            with self._lock:
-                if self._registry is None:
-                    if not self.schema_registry_url:
-                        raise DecodeError("no SCHEMA_REGISTRY_URL configured")
-                    from confluent_kafka.schema_registry import SchemaRegistryClient
+        return self.schema_registry().client
 
-                    config = {"url": self.schema_registry_url, **self._registry_config}
-                    self._registry = SchemaRegistryClient(config)
-        return self._registry
+    def schema_registry(self) -> SchemaRegistry:
+        """The project's registry logic over the client (streams.models.serializers.registry)."""
+        if self._sr is None:
+            with self._lock:
+                if self._sr is None:
+                    client = self._registry
+                    if client is None:
+                        if not self.schema_registry_url:
+                            raise DecodeError("no SCHEMA_REGISTRY_URL configured")
+                        client = new_client(self.schema_registry_url, self._registry_config)
+                    self._sr = SchemaRegistry(client)
+        return self._sr
 
     # -- decode ------------------------------------------------------------------------------
 
@@ -371,10 +375,11 @@ class AvroCodec:
             raise DecodeError(
                 f"Confluent-framed message (schema id {schema_id}) but no SCHEMA_REGISTRY_URL"
             )
+        # UnknownSchemaId (a DecodeError) and RegistryUnavailable (not one: the record is not
+        # at fault) pass through as they are.
+        text = self.schema_registry().schema_text(schema_id)
         try:
-            registered = self.registry().get_schema(schema_id)
-            raw = json.loads(registered.schema_str)
-            writer = _make_schema(raw, f"schema registry id {schema_id}")
+            writer = _make_schema(json.loads(text), f"schema registry id {schema_id}")
         except Exception as exc:
             raise DecodeError(f"schema registry id {schema_id}: {exc}") from exc
         if writer.fullname not in self._by_fullname:

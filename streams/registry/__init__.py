@@ -1,0 +1,1 @@
+"""A local Schema Registry (Apicurio Registry, Confluent-compatible API)."""
