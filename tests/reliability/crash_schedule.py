@@ -9,7 +9,8 @@ moments, with every delay drawn from the seed:
 - ``join``: as ``mid_batch``, restarted at once, so the new worker joins the group while the
   killed member is still in it;
 - ``startup``: restarted, then killed again before its web port answers;
-- ``recovery``: restarted, then killed while its tables recover from their changelogs;
+- ``recovery``: restarted, then killed right after it got its partitions, while its tables
+  recover from their changelogs (the log says whether recovery had completed);
 - ``double``: restarted, then killed again within one session timeout of the first kill.
 
 A third of the seeds run two workers in the same app and each kill picks one of them (the other
@@ -125,7 +126,7 @@ class Kill:
         if self.moment == "startup":
             text += f", kill again {self.again_s:.2f}s after the restart (before its web answers)"
         elif self.moment == "recovery":
-            text += f", kill again {self.again_s:.2f}s into its table recovery"
+            text += f", kill again {self.again_s:.2f}s after it got its partitions (recovery)"
         elif self.moment == "double":
             text += f", kill again {self.again_s:.2f}s after its web answers"
         return text
@@ -158,10 +159,18 @@ class Schedule:
 
 
 def generate(
-    seed: int, chunks: int = 4, hooks: int = 460, duplicates: float = 0.12, workers: int = 0
+    seed: int,
+    chunks: int = 4,
+    hooks: int = 460,
+    duplicates: float = 0.12,
+    workers: int = 0,
+    moments: Sequence[str] = MOMENTS,
 ) -> Schedule:
-    """The schedule of `seed`: `chunks` sends with a kill after each but the last
-    (`workers` 0: one or two workers, drawn from the seed)."""
+    """The schedule of `seed`: `chunks` sends with a kill after each but the last, at one of
+    `moments` (`workers` 0: one or two workers, drawn from the seed)."""
+    unknown = set(moments) - set(MOMENTS)
+    if unknown or not moments:
+        raise ValueError(f"moments: expected some of {MOMENTS}, got {tuple(moments)}")
     rng = random.Random(seed)
     n_workers = workers or (2 if rng.random() < 1 / 3 else 1)
     steps: list[Step] = []
@@ -169,7 +178,7 @@ def generate(
         steps.append(Send(chunk, rng.uniform(1.0, 4.0)))
         if chunk == chunks - 1:
             break
-        moment = rng.choice(MOMENTS)
+        moment = rng.choice(list(moments))
         target = rng.randrange(n_workers)
         delay = rng.uniform(0.2, 1.5)
         if moment == "join":
@@ -331,14 +340,16 @@ class Run:
         time.sleep(step.delay_s)
         self._sigkill(step.worker, step.moment)
         time.sleep(step.down_s)
+        log_offset = w.log.stat().st_size if w.log.exists() else 0
         self._restart(step.worker)
         if step.moment == "startup":
             time.sleep(step.again_s)
             self._sigkill(step.worker, "startup, second kill")
         elif step.moment == "recovery":
-            self._await_recovery(step.worker)
+            self._await_recovery(step.worker, log_offset)
             time.sleep(step.again_s)
-            self._sigkill(step.worker, "recovery, second kill")
+            state = self._recovery_state(step.worker, log_offset)
+            self._sigkill(step.worker, f"recovery, second kill; log: {state}")
         elif step.moment == "double":
             w.wait_answering(VIEW, timeout=120)
             time.sleep(step.again_s)
@@ -364,23 +375,34 @@ class Run:
         self.workers[i].start()
         self.timeline("restart worker-%d: pid %s", i, self.workers[i].pid)
 
-    def _await_recovery(self, i: int) -> None:
-        """Until worker `i`'s views say it recovers its tables (or answer 200: missed)."""
+    def _log_since(self, i: int, offset: int) -> str:
+        with open(self.workers[i].log, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
+    def _await_recovery(self, i: int, log_offset: int) -> None:
+        """Until worker `i` got its partitions (its table recovery starts there: the views' 503
+        says "recovering" from the start, so the log tells instead) or answers 200 (missed)."""
         w = self.workers[i]
         deadline = time.monotonic() + self.session_s + 60
-        seen = "nothing"
         while time.monotonic() < deadline and w.alive:
-            status, body = w.answers(VIEW, timeout=1)
-            if status == 503 and isinstance(body, dict):
-                seen = str(body.get("reason"))
-                if seen.startswith("recovering"):
-                    self.timeline("worker-%d recovering its tables", i)
-                    return
-            elif status == 200:
+            text = self._log_since(i, log_offset)
+            if "Executing _on_partitions_assigned" in text:
+                self.timeline("worker-%d got its partitions: recovering its tables", i)
+                return
+            if w.answers(VIEW, timeout=1)[0] == 200:
                 self.timeline("worker-%d answered 200 before its recovery was seen", i)
                 return
-            time.sleep(0.05)
-        self.timeline("worker-%d: recovery not seen (last %s)", i, seen)
+            time.sleep(0.02)
+        self.timeline("worker-%d: recovery not seen", i)
+
+    def _recovery_state(self, i: int, log_offset: int) -> str:
+        text = self._log_since(i, log_offset)
+        if "Recovery complete" in text:
+            return "recovery complete"
+        if "Highwater for active changelog partitions" in text:
+            return "recovering"
+        return "partitions assigned" if "_on_partitions_assigned" in text else "not assigned"
 
     def _supervise(self) -> None:
         """Restart a worker that exited by itself (e.g. code 70), as a supervisor would."""

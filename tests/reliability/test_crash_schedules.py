@@ -16,7 +16,9 @@ Soak seeds are deselected unless `-m` names the `soak` marker or CRASH_SOAK_SEED
 (tests/reliability/conftest.py), so a plain `python -m pytest` never runs them.
 Environment: CRASH_CPU_HOGS (busy-loop processes beside each schedule, default 2),
 CRASH_SESSION_TIMEOUT_S (the workers' consumer session timeout; default the worker's own),
-CRASH_LOG_DIR (where the logs of failing schedules are kept; default .cache/crash-logs).
+CRASH_LOG_DIR (where the logs of failing schedules are kept; default .cache/crash-logs),
+CRASH_MOMENTS (comma-separated kill moments to draw from, e.g. `mid_batch` for the schedule of
+the bug report; default all), CRASH_WORKERS (1 or 2: fix the number of workers; default drawn).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from support.processes import Service
 from streams.settings import Settings
 
 from .conftest import record_figures
+from .crash_schedule import MOMENTS as ALL_MOMENTS
 from .crash_schedule import generate, run_schedule
 
 pytestmark = [pytest.mark.kafka, pytest.mark.reliability, pytest.mark.timeout(1500)]
@@ -42,6 +45,8 @@ NORMAL_SEEDS = (0, 1, 2, 3, 4, 5)
 HOGS = int(os.environ.get("CRASH_CPU_HOGS", "2"))
 _SESSION = os.environ.get("CRASH_SESSION_TIMEOUT_S")
 SESSION_TIMEOUT_S = float(_SESSION) if _SESSION else None
+MOMENTS = tuple(m for m in os.environ.get("CRASH_MOMENTS", ",".join(ALL_MOMENTS)).split(",") if m)
+WORKERS = int(os.environ.get("CRASH_WORKERS") or 0)
 LOG_DIR = Path(os.environ.get("CRASH_LOG_DIR", ROOT / ".cache" / "crash-logs"))
 
 
@@ -77,7 +82,7 @@ def test_crash_schedule(
     services: Callable[..., Service],
     figures: dict[str, Any],
 ) -> None:
-    schedule = generate(seed)
+    schedule = generate(seed, workers=WORKERS, moments=MOMENTS)
     result = run_schedule(
         schedule,
         rsettings.with_(log_level="info"),  # the assignment and recovery lines name a failure
