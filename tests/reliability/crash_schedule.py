@@ -14,8 +14,9 @@ moments, with every delay drawn from the seed:
 - ``double``: restarted, then killed again within one session timeout of the first kill.
 
 A third of the seeds run two workers in the same app and each kill picks one of them (the other
-keeps running). The next chunk is sent 1-4 s after every worker's web server answers (any status:
-the restarted worker is often still waiting for its group). Optional CPU hogs (busy loops) run
+keeps running). The next chunk is sent 1-4 s after every worker is ready (views answer 200), or
+for a quarter of the chunks as soon as its web server answers at all (often while it still waits
+for its group). Optional CPU hogs (busy loops) run
 beside it all to widen race windows. After the schedule `Run.verify` checks exactly: every input
 and internal partition committed to its end, the facts, the compacted outputs and the web views
 against the reference computed from the acknowledged webhooks.
@@ -98,13 +99,16 @@ def session_timeout_of(settings: Settings, session_timeout_s: float | None) -> f
 # --- schedules -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Send:
-    """Send chunk `chunk`, `after_s` after every worker's web server answers."""
+    """Send chunk `chunk` `after_s` after every worker is `wait`: "ready" (its views answer
+    200: in the group, tables recovered, so a kill finds it processing) or "answering" (its web
+    server answers at all, often while it still waits for its group)."""
 
     chunk: int
     after_s: float
+    wait: str = "ready"
 
     def describe(self) -> str:
-        return f"send chunk {self.chunk} {self.after_s:.2f}s after the workers answer"
+        return f"send chunk {self.chunk} {self.after_s:.2f}s after the workers are {self.wait}"
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,8 @@ def generate(
     n_workers = workers or (2 if rng.random() < 1 / 3 else 1)
     steps: list[Step] = []
     for chunk in range(chunks):
-        steps.append(Send(chunk, rng.uniform(1.0, 4.0)))
+        wait = "ready" if rng.random() < 0.75 else "answering"
+        steps.append(Send(chunk, rng.uniform(1.0, 4.0), wait))
         if chunk == chunks - 1:
             break
         moment = rng.choice(list(moments))
@@ -313,7 +318,11 @@ class Run:
     def _send(self, step: Send, hooks: list[Webhook]) -> None:
         for w in self.workers:
             self._supervise()
-            w.wait_answering(VIEW, timeout=120)
+            if step.wait == "ready":  # may wait out a killed member's session
+                w.wait_ready(VIEW, timeout=2 * self.session_s + 120)
+            else:
+                w.wait_answering(VIEW, timeout=120)
+        self.timeline("workers %s", step.wait)
         time.sleep(step.after_s)
         assert self.bridge is not None
         self.timeline("send chunk %d: %d webhooks", step.chunk, len(hooks))
