@@ -169,9 +169,13 @@ def generate(
     duplicates: float = 0.12,
     workers: int = 0,
     moments: Sequence[str] = MOMENTS,
+    send_wait: str = "",
 ) -> Schedule:
     """The schedule of `seed`: `chunks` sends with a kill after each but the last, at one of
-    `moments` (`workers` 0: one or two workers, drawn from the seed)."""
+    `moments` (`workers` 0: one or two workers, drawn from the seed; `send_wait` "": each
+    send's wait drawn, else "ready" or "answering" for all)."""
+    if send_wait not in {"", "ready", "answering"}:
+        raise ValueError(f"send_wait: expected ready or answering, got {send_wait!r}")
     unknown = set(moments) - set(MOMENTS)
     if unknown or not moments:
         raise ValueError(f"moments: expected some of {MOMENTS}, got {tuple(moments)}")
@@ -180,6 +184,7 @@ def generate(
     steps: list[Step] = []
     for chunk in range(chunks):
         wait = "ready" if rng.random() < 0.75 else "answering"
+        wait = send_wait or wait  # drawn anyway: the other draws stay those of the seed
         steps.append(Send(chunk, rng.uniform(1.0, 4.0), wait))
         if chunk == chunks - 1:
             break

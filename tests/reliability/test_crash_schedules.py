@@ -17,8 +17,10 @@ Soak seeds are deselected unless `-m` names the `soak` marker or CRASH_SOAK_SEED
 Environment: CRASH_CPU_HOGS (busy-loop processes beside each schedule, default 2),
 CRASH_SESSION_TIMEOUT_S (the workers' consumer session timeout; default the worker's own),
 CRASH_LOG_DIR (where the logs of failing schedules are kept; default .cache/crash-logs),
-CRASH_MOMENTS (comma-separated kill moments to draw from, e.g. `mid_batch` for the schedule of
-the bug report; default all), CRASH_WORKERS (1 or 2: fix the number of workers; default drawn).
+CRASH_MOMENTS (comma-separated kill moments to draw from; default all), CRASH_WORKERS (1 or 2:
+fix the number of workers; default drawn), CRASH_SEND_WAIT (`ready` or `answering`: what every
+send waits for; default drawn). The schedule of issue #11's bug report is
+`CRASH_MOMENTS=mid_batch CRASH_WORKERS=1 CRASH_SEND_WAIT=answering`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ _SESSION = os.environ.get("CRASH_SESSION_TIMEOUT_S")
 SESSION_TIMEOUT_S = float(_SESSION) if _SESSION else None
 MOMENTS = tuple(m for m in os.environ.get("CRASH_MOMENTS", ",".join(ALL_MOMENTS)).split(",") if m)
 WORKERS = int(os.environ.get("CRASH_WORKERS") or 0)
+SEND_WAIT = os.environ.get("CRASH_SEND_WAIT", "")
 LOG_DIR = Path(os.environ.get("CRASH_LOG_DIR", ROOT / ".cache" / "crash-logs"))
 
 
@@ -82,7 +85,7 @@ def test_crash_schedule(
     services: Callable[..., Service],
     figures: dict[str, Any],
 ) -> None:
-    schedule = generate(seed, workers=WORKERS, moments=MOMENTS)
+    schedule = generate(seed, workers=WORKERS, moments=MOMENTS, send_wait=SEND_WAIT)
     result = run_schedule(
         schedule,
         rsettings.with_(log_level="info"),  # the assignment and recovery lines name a failure
