@@ -11,8 +11,8 @@ __all__ = ["http_get"]
 
 
 def http_get(url: str, timeout: float = 10) -> tuple[int, Any]:
-    """(status, body as JSON, else as text); (code, None) on an HTTP error, (0, None) when
-    nothing answers, so a poll loop never has to catch anything."""
+    """(status, body as JSON, else as text); on an HTTP error its code and JSON body (e.g. a
+    503's reason) or None; (0, None) when nothing answers, so a poll loop never has to catch."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             body = resp.read()
@@ -21,6 +21,9 @@ def http_get(url: str, timeout: float = 10) -> tuple[int, Any]:
             except ValueError:
                 return int(resp.status), body.decode(errors="replace")
     except urllib.error.HTTPError as exc:
-        return int(exc.code), None
+        try:
+            return int(exc.code), json.loads(exc.read())
+        except (OSError, ValueError):
+            return int(exc.code), None
     except OSError:
         return 0, None

@@ -29,6 +29,17 @@ FIGURES = Path(
 )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Soak items (crash-schedule seeds) run only when asked: `-m` naming `soak`, or
+    CRASH_SOAK_SEEDS set (see tests/reliability/test_crash_schedules.py)."""
+    if "soak" in (config.getoption("markexpr", "") or "") or os.environ.get("CRASH_SOAK_SEEDS"):
+        return
+    soak = [item for item in items if item.get_closest_marker("soak")]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [item for item in items if not item.get_closest_marker("soak")]
+
+
 @pytest.fixture
 def rsettings(settings: Settings) -> Settings:
     return settings.with_(
@@ -40,11 +51,13 @@ def rsettings(settings: Settings) -> Settings:
 def services(tmp_path: Path) -> Iterator[Callable[..., Service]]:
     made: list[Service] = []
 
-    def make(command: str, settings: Settings, name: str | None = None) -> Service:
+    def make(
+        command: str, settings: Settings, name: str | None = None, env: dict[str, str] | None = None
+    ) -> Service:
         name = name or command
         if command == "worker":
             settings = settings.with_(data_dir=str(tmp_path / f"data-{name}"))
-        svc = Service(command, settings, tmp_path / f"{name}.log")
+        svc = Service(command, settings, tmp_path / f"{name}.log", extra_env=dict(env or {}))
         made.append(svc)
         return svc
 
@@ -111,6 +124,16 @@ def as_view(latest: dict[str, dict[str, Any]], counters: tuple[str, ...]) -> dic
     for datum in latest.values():
         view.setdefault(datum["dimension"], {})[datum["key"]] = {c: datum[c] for c in counters}
     return view
+
+
+def full_view(
+    view: dict[str, dict[str, dict[str, int]]], counters: tuple[str, ...]
+) -> dict[str, dict[str, dict[str, int]]]:
+    """`view` with every counter present (the compacted records carry zeros the views omit)."""
+    return {
+        d: {k: {c: v.get(c, 0) for c in counters} for k, v in keys.items()}
+        for d, keys in view.items()
+    }
 
 
 def record_figures(name: str, figures: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from .conftest import (
     as_view,
     expected_totals,
     fact_counts,
+    full_view,
     latest_per_key,
     lost_acknowledged,
     record_figures,
@@ -79,12 +80,12 @@ def test_load_with_worker_sigkills(rsettings: Settings, services: Callable[..., 
     customers = expected["loyalty"]["total"]["all"]["customers"]
     facts, repeated_facts = fact_counts(rsettings)
     assert facts == customers, "a customer has no CustomerDeletion fact"
-    assert as_view(latest_per_key(rsettings, rsettings.loyalty_topic), LOYALTY_COUNTERS) == _full(
-        expected["loyalty"], LOYALTY_COUNTERS
-    )
-    assert as_view(latest_per_key(rsettings, rsettings.referral_topic), REFERRAL_COUNTERS) == _full(
-        expected["referrals"], REFERRAL_COUNTERS
-    )
+    assert as_view(
+        latest_per_key(rsettings, rsettings.loyalty_topic), LOYALTY_COUNTERS
+    ) == full_view(expected["loyalty"], LOYALTY_COUNTERS)
+    assert as_view(
+        latest_per_key(rsettings, rsettings.referral_topic), REFERRAL_COUNTERS
+    ) == full_view(expected["referrals"], REFERRAL_COUNTERS)
     assert bridge.alive
 
     record_figures(
@@ -101,12 +102,3 @@ def test_load_with_worker_sigkills(rsettings: Settings, services: Callable[..., 
             "concurrency": CONCURRENCY,
         },
     )
-
-
-def _full(
-    view: dict[str, dict[str, dict[str, int]]], counters: tuple[str, ...]
-) -> dict[str, dict[str, dict[str, int]]]:
-    return {
-        d: {k: {c: v.get(c, 0) for c in counters} for k, v in keys.items()}
-        for d, keys in view.items()
-    }

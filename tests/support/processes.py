@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from streams.demo.http import http_get
 from streams.kafka.local import free_port, free_port_pair
@@ -30,6 +31,10 @@ class Service:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    #: Extra environment for the child, over the settings' (e.g. a Faust-only variable).
+    extra_env: dict[str, str] = field(default_factory=dict)
+    #: time.monotonic() of the last start.
+    started_at: float | None = None
 
     @property
     def url(self) -> str:
@@ -42,7 +47,7 @@ class Service:
             if self.command == "bridge"
             else s.with_(web_port=self.port, web_host="127.0.0.1")
         )
-        return {**os.environ, **s.to_env()}
+        return {**os.environ, **s.to_env(), **self.extra_env}
 
     def start(self) -> Service:
         with open(self.log, "ab") as out:
@@ -56,7 +61,28 @@ class Service:
                 start_new_session=True,
             )
         self.starts += 1
+        self.started_at = time.monotonic()
         return self
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid, also its process group's id (it leads a new session)."""
+        return self.proc.pid if self.proc is not None else None
+
+    def answers(self, path: str, timeout: float = 2) -> tuple[int, Any]:
+        """(status, body) of GET `path`; status 0 while nothing listens."""
+        return http_get(self.url + path, timeout=timeout)
+
+    def wait_answering(self, path: str, timeout: float = 120) -> Service:
+        """Until its web server answers `path` with any status (a 503 counts)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive:
+                raise AssertionError(f"{self.command} exited early:\n{self.tail()}")
+            if self.answers(path)[0]:
+                return self
+            time.sleep(0.05)
+        raise AssertionError(f"{self.command} not answering after {timeout}s:\n{self.tail()}")
 
     @property
     def alive(self) -> bool:

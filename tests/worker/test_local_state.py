@@ -35,7 +35,7 @@ def _delete_all_topics(settings: Settings) -> None:
 
 
 def _tables(data_dir: Path) -> list[Path]:
-    return sorted(data_dir.glob("v*/tables/*.db"))
+    return sorted(data_dir.glob("*/v*/tables/*.db"))  # <data dir>/<app id>/v1/tables
 
 
 def test_stale_local_tables_are_dropped(settings: Settings, workers: Any) -> None:
@@ -47,7 +47,7 @@ def test_stale_local_tables_are_dropped(settings: Settings, workers: Any) -> Non
     assert got == want, (diff(got, want)[:20], w.tail())
     w.stop()
     assert any(p.name.startswith("seen-customers-") for p in _tables(w.data_dir)), w.tail()
-    marker = w.data_dir / CLUSTER_ID_FILE
+    marker = w.data_dir / settings.app_id / CLUSTER_ID_FILE
     assert marker.read_text().strip()
 
     # The broker loses every topic of the app (as after a reset); new deletions arrive, with the
