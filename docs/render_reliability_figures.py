@@ -39,6 +39,13 @@ def render(f: dict[str, Any]) -> str:
             f"answered {b['answered_503']} times, {b['worker_restarts_needed']} worker restarts "
             f"needed | {b['repeated_facts']} identical repeated facts |"
         )
+    if c := f.get("crash_schedules"):
+        failed = ", ".join(map(str, c["failed_seeds"])) or "none"
+        rows.append(
+            f"| crash schedules ({c['at']}) | {c['schedules_run']} seeded schedules, "
+            f"{c['cpu_hogs']} CPU hogs | — | — | — | {c['kills']} worker SIGKILLs | "
+            f"{c['failures']} schedules failed (seeds: {failed}) |"
+        )
     out = "\n".join(rows)
     if z := f.get("fuzz"):
         out += (

@@ -58,10 +58,17 @@ def _owners(app: faust.App, changelog: str) -> dict[str, set[int]]:
     return owners
 
 
+def _mine(app: faust.App, changelog: str) -> set[int]:
+    """The table partitions this worker actively holds now. Not looked up by URL: a worker
+    restarted on the same port shares its URL with its killed predecessor, which may still hold
+    partitions in the group (their local copies would be stale)."""
+    actives = app.assignor.assigned_actives()  # type: ignore[attr-defined]
+    return {tp.partition for tp in actives if tp.topic == changelog}
+
+
 def local_view(app: faust.App, table: Any, names: tuple[str, str, str]) -> Nested:
     changelog = table.changelog_topic.get_topic_name()
-    me = str(app.conf.canonical_url).rstrip("/")
-    mine = _owners(app, changelog).get(me, set())
+    mine = _mine(app, changelog)
     n = table.partitions or app.conf.topic_partitions
     items = [(k, v) for k, v in table.data.items() if partition_of(k, n) in mine]
     return render(items, names)
@@ -70,12 +77,16 @@ def local_view(app: faust.App, table: Any, names: tuple[str, str, str]) -> Neste
 async def gathered_view(
     app: faust.App, table: Any, names: tuple[str, str, str], path: str
 ) -> tuple[Nested, list[str]]:
-    """The whole table from all owners; the second item lists owners that did not answer."""
+    """The whole table from all owners; the second item lists owners that did not answer (and
+    `me` when partitions are held by no worker that answers, e.g. a killed one)."""
     changelog = table.changelog_topic.get_topic_name()
     me = str(app.conf.canonical_url).rstrip("/")
     out = local_view(app, table, names)
-    peers = [url for url in _owners(app, changelog) if url != me]
+    owners = _owners(app, changelog)
+    peers = [url for url in owners if url != me]
     failed: list[str] = []
+    if not owners.get(me, set()) <= _mine(app, changelog):
+        failed.append(me)  # a dead member with this worker's URL still holds partitions
     if peers:
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
