@@ -241,8 +241,11 @@ def register_schemas(settings: Settings, codec: Any, wait_s: float = 60.0) -> No
     under `<topic>-value`, so no agent waits on the registry (or fails with it down) later.
     The registry down for `wait_s`: exit to be restarted; a schema refused: exit 2."""
     from streams.agents import exit_for_restart
-    from streams.models.serializers.faust_codecs import TOPIC_SETTING
-    from streams.models.serializers.registry import RegistryUnavailable, SchemaRegistrationError
+    from streams.models.serializers.registry import (
+        TOPIC_SETTING,
+        RegistryUnavailable,
+        SchemaRegistrationError,
+    )
 
     deadline = time.monotonic() + wait_s
     for schema_name, attr in TOPIC_SETTING.items():

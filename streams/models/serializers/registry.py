@@ -41,6 +41,15 @@ log = logging.getLogger(__name__)
 #: The level set on the project's subjects. BACKWARD (Confluent's default) checks a new schema
 #: against the latest version only; the analytics topics are compacted and keep records of every
 #: past version for good, so a consumer on the newest schema must read all of them: transitive.
+#: Which Settings attribute names the topic each record schema is published to.
+TOPIC_SETTING: dict[str, str] = {
+    "CustomerDeleted": "customer_deleted_topic",
+    "DeadLetter": "dead_letter_topic",
+    "LoyaltyPointsLost": "loyalty_topic",
+    "ReferralImpact": "referral_topic",
+    "CustomerDeletion": "deletions_topic",
+}
+
 COMPATIBILITY = "BACKWARD_TRANSITIVE"
 #: Levels that already include every check of COMPATIBILITY (an operator's choice is kept).
 _AT_LEAST = {"BACKWARD_TRANSITIVE", "FULL_TRANSITIVE"}
