@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -56,3 +57,4 @@ class Topology:
     agents: dict[str, Any]
     producer: WorkerProducer
     health: Health = field(default_factory=Health)
+    counts: Counter[str] = field(default_factory=Counter)  # e.g. late_deletions
