@@ -5,7 +5,7 @@ the kill (the first CustomerDeletion fact of a customer first sent after the kil
 trickles in at `RATE` records/s throughout. Variants: Faust's default group session timeout
 (60 s), the worker's default (STREAMS_SESSION_TIMEOUT_S=10), and static membership (the same
 STREAMS_WORKER_ID restarted: the group hands its partitions back without waiting the session
-out). The replacement reuses the data dir (a warm restart, as under a supervisor).
+out). The replacement reuses the data dir and web port (a warm restart, as under a supervisor).
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def one_failover(broker: Broker, name: str, changes: dict[str, Any], timeout: fl
             settings,
             name=f"failover-{name}-2",
             data_dir=worker.data_dir,  # type: ignore[attr-defined]
+            port=worker.web_port,  # type: ignore[attr-defined]  # as a supervisor restarts it
         )
         end = killed + timeout
         while time.monotonic() < end:
@@ -101,7 +102,10 @@ def one_failover(broker: Broker, name: str, changes: dict[str, Any], timeout: fl
 def run(broker: Broker, quick: bool) -> dict[str, Any]:
     runs = 1 if quick else 3
     out: dict[str, Any] = {"rate": RATE, "runs": runs}
+    only = [v for v in os.environ.get("BENCH_FAILOVER_VARIANTS", "").split(",") if v]
     for name, changes in VARIANTS.items():
+        if only and name not in only:
+            continue
         times: list[float] = []
         try:
             for _ in range(runs):
