@@ -150,7 +150,7 @@ def top(data: Nested, n: int | None) -> Nested:
         return data
     out: Nested = {}
     for dim, keys in data.items():
-        rank = RANK.get(dim)
+        rank = RANK.get(dim, "")
         ordered = sorted(keys.items(), key=lambda kv: (-int(kv[1].get(rank, 0)), kv[0]))
         out[dim] = dict(ordered[:n])
     return out
