@@ -46,7 +46,7 @@ from streams.settings import SETTINGS, Settings
 from streams.tables import loyalty as loyalty_table
 from streams.tables import referrals as referral_table
 from streams.tables import seen as seen_table
-from streams.web import views
+from streams.web import dashboard, views
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,7 @@ def build_app(settings: Settings) -> faust.App:
         ],
     )
     views.register(topo)
+    dashboard.register(topo)
     worker_metrics.register(topo)
     count_restarts_in(data_dir(settings))
     topo.metrics.load_restarts(data_dir(settings))

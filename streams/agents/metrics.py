@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 # No `*_created` series: scrapers derive rates from the totals; half the lines would be noise.
 disable_created_metrics()
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# aiohttp sets the charset itself (and refuses one in the content type).
+CONTENT_TYPE = "text/plain; version=0.0.4"
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SKIP_REASONS = ("unknown_schema_id", "undecodable", "invalid_record")
