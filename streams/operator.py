@@ -439,7 +439,7 @@ def redrive(
     out = out or sys.stdout
     probe = _consumer(settings)
     try:  # before anything: a broker that does not answer means nothing is published
-        partitions(probe, settings.topic(settings.dead_letter_topic))
+        partitions(probe, settings.topic(settings.dead_letter_topic), timeout=5.0)
     finally:
         probe.close()
     codec = get_codec(settings)
@@ -474,7 +474,8 @@ def redrive(
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no dead letters"
+    order = ("redriven", "would redrive", "already redriven", "still invalid", "not published")
+    summary = ", ".join(f"{counts[s]} {s}" for s in order if s in counts) or "no dead letters"
     print(summary, file=out)
     if failed:
         raise OperatorError(
