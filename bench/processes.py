@@ -149,10 +149,12 @@ def start_bridge(settings: Any, port: int) -> Proc:
     return p
 
 
-def start_worker(settings: Any, name: str = "worker", data_dir: Path | None = None) -> Proc:
+def start_worker(
+    settings: Any, name: str = "worker", data_dir: Path | None = None, port: int | None = None
+) -> Proc:
     """`voucherify-streams worker` (exec's faust) with these settings; returns at once."""
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="vs-bench-data-"))
-    port = free_port()
+    port = port or free_port()
     env = {
         **settings.to_env(),
         "STREAMS_DATA_DIR": str(data_dir),

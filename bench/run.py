@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import bridge, codec, e2e, processes, recovery, scale, worker  # noqa: E402
+from bench import bridge, codec, e2e, failover, processes, recovery, scale, worker  # noqa: E402
 from bench.broker import Broker  # noqa: E402
 from bench.paths import RESULTS  # noqa: E402
 from bench.results import log, reason  # noqa: E402
@@ -38,6 +38,7 @@ PARTS = {
     "e2e": e2e,
     "scale": scale,
     "recovery": recovery,
+    "failover": failover,
 }
 
 

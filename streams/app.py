@@ -24,6 +24,7 @@ worker crash can count the deltas of its last uncommitted records again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import socket
@@ -92,6 +93,17 @@ def worker_settings(environ: dict[str, str] | None = None) -> Settings:
     return settings
 
 
+def group_instance_id(settings: Settings) -> str | None:
+    """Static group membership for a STREAMS_WORKER_ID. The id carries the worker's URL: the
+    group hands a rejoining member its cached assignment, whose Faust metadata holds the URL,
+    and faust-streaming's assignor stops (AssertionError, consumer dead) when it differs. A
+    worker restarted at another address is therefore another member (dynamic fail-over)."""
+    if not settings.worker_id:
+        return None
+    url = hashlib.sha1(canonical_url(settings).encode()).hexdigest()[:8]
+    return f"{settings.app_id}-{settings.worker_id}-{url}"
+
+
 def store_url(settings: Settings) -> str:
     # faust-streaming's rocksdb:// store uses rocksdict when python-rocksdb is absent.
     return settings.store
@@ -129,9 +141,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 4),
         broker_rebalance_timeout=max(20.0, 2 * settings.session_timeout_s),
-        consumer_group_instance_id=(
-            f"{settings.app_id}-{settings.worker_id}" if settings.worker_id else None
-        ),
+        consumer_group_instance_id=group_instance_id(settings),
         autodiscover=False,
         web_enabled=True,
     )

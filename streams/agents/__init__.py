@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -90,4 +91,5 @@ class Topology:
     agents: dict[str, Any]
     producer: WorkerProducer
     health: Health = field(default_factory=Health)
+    counts: Counter[str] = field(default_factory=Counter)  # e.g. late_deletions
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)

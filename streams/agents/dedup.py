@@ -25,9 +25,9 @@ import faust
 from streams.agents import INPUT, INPUT_REKEYED, Topology, exit_for_restart
 from streams.agents.batching import batches, use_event
 from streams.agents.skipped import Skipped
-from streams.domain.deltas import plan, to_millis
+from streams.domain.deltas import from_millis, plan, to_millis
 from streams.domain.routing import DeltaBatch
-from streams.domain.state import pack_delta, pack_mark
+from streams.domain.state import pack_delta, pack_mark, pack_ms, stream_time_key, unpack_ms
 from streams.models.serializers.projection import WORKER_FIELDS
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,27 @@ def register(topo: Topology) -> Any:
     # Counted, logged and kept on the dead-letter topic; raises on when the registry is down.
     skip = Skipped.register(topo, sender)
 
+    # Per dedup partition, the newest deletion time handled (ms): the day window's clock. Kept in
+    # the dedup table, so a replay after a crash starts from it again; read once per batch.
+    stream_ms: dict[int, int | None] = {}
+    last_event: dict[int, faust.EventT] = {}
+
+    def stream_time(partition: int) -> int | None:
+        if partition not in stream_ms:
+            stream_ms[partition] = unpack_ms(seen.get(stream_time_key(partition)))
+        return stream_ms[partition]
+
     async def process(event: faust.EventT) -> None:
         msg = event.message
         from_rekey = msg.topic == rekeyed_name
+        st = stream_time(msg.partition)
         try:
             datum = decode(event.value)
             p = plan(
-                datum, datetime.fromtimestamp(msg.timestamp, UTC), datetime.now(UTC), retention
+                datum,
+                datetime.fromtimestamp(msg.timestamp, UTC),
+                None if st is None else from_millis(st),
+                retention,
             )
         except Exception as exc:  # undecodable or no customer id: nothing to count
             skip(msg, exc)
@@ -69,6 +83,10 @@ def register(topo: Topology) -> Any:
         if not from_rekey and msg.key != cid:
             sender.send(rekeyed_name, cid, event.value)  # murmur2(cid): cid's dedup partition
             return
+        t_ms = to_millis(p.t)
+        if st is None or t_ms > st:
+            stream_ms[msg.partition] = t_ms
+            last_event[msg.partition] = event
         source = msg.partition * 2 + (INPUT_REKEYED if from_rekey else INPUT)
         offset = msg.offset
         mark = pack_mark(source, offset)
@@ -76,7 +94,6 @@ def register(topo: Topology) -> Any:
         if first is not None and first != mark:
             return  # a duplicate delivery of a customer already counted
         # Packed before the id is marked as counted: a value out of range skips the record.
-        t_ms = to_millis(p.t)
         try:
             entries = [
                 (batch, key, pack_delta(key, counters, t_ms, source, offset))
@@ -90,6 +107,8 @@ def register(topo: Topology) -> Any:
         # New id, or a re-run of the record that counted it (re-written: repairs a changelog
         # write lost in a crash).
         seen[cid] = mark
+        if p.late:
+            topo.counts["late_deletions"] += 1
         for batch, key, entry in entries:
             batch.add(key, entry)
         sender.send(deletions_name, cid, fact)
@@ -97,9 +116,14 @@ def register(topo: Topology) -> Any:
     async def handle(events: list[faust.EventT]) -> None:
         loyalty.clear()
         referral.clear()
+        stream_ms.clear()
+        last_event.clear()
         for event in events:
             use_event(event)
             await process(event)
+        for partition, event in last_event.items():  # the table writes to the event's partition
+            use_event(event)
+            seen[stream_time_key(partition)] = pack_ms(stream_ms[partition] or 0)
         # The dedup table's writes must be durable before the deltas they guard: otherwise a
         # crash could leave deltas applied but the id unknown, and another record of the same
         # id (the re-key topic is another source) would be counted again.

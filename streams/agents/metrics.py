@@ -80,11 +80,6 @@ class WorkerMetrics:
             "Stalled partitions the watchdog resumed and re-sought.",
             registry=self.registry,
         )
-        self.late_events = Counter(
-            "streams_worker_late_events",
-            "Events older than their day window's retention (no day delta).",
-            registry=self.registry,
-        )
         self.handled: Counts[str] = Counts()  # events per agent, for `_derived`
         self.topo: Topology | None = None
         self.skipped: Any = None  # streams.agents.skipped.Skipped, once the dedup agent has one
@@ -251,6 +246,11 @@ class _Snapshot(Collector):
             "streams_worker_redelivered_dropped",
             "Records delivered again after they were handled, dropped by the offset guard.",
             value=consumer.duplicates if consumer is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "streams_worker_late_deletions",
+            "Deletions older than the day window's retention (counted, but in no day).",
+            value=topo.counts["late_deletions"],
         )
         yield CounterMetricFamily(
             "streams_worker_rebalances",

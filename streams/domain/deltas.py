@@ -170,29 +170,37 @@ class Plan:
     loyalty: list[Delta]
     referral: list[Delta]
     fact: dict[str, Any]
+    late: bool = False  # older than the day window's retention: no day delta
 
 
 def plan(
     datum: dict[str, Any],
     fallback: datetime,
-    now: datetime | None = None,
+    stream_time: datetime | None = None,
     day_retention: timedelta | None = None,
 ) -> Plan:
     """The deltas and fact of one deletion.
 
     `fallback` is T when the datum carries no timestamp (the worker passes the Kafka record's
-    timestamp). With `now` and `day_retention`, a day whose window closed longer than the
-    retention ago gets no delta (its window has expired).
+    timestamp). With `stream_time` (the newest deletion time seen before this one, as in Kafka
+    Streams: not the wall clock, so a backfill of last year's webhooks gets its days) and
+    `day_retention`, a day whose window closed longer than the retention before the stream time
+    gets no delta: the deletion is late, and still counts in every other dimension.
     """
     cid = customer_id(datum)
     if cid is None:
         raise ValueError("data.customer.id is missing")
     t = deletion_time(datum) or fallback
     day_t: datetime | None = t
-    if now is not None and day_retention is not None and day_closed_before(t, now - day_retention):
+    late = (
+        stream_time is not None
+        and day_retention is not None
+        and day_closed_before(t, stream_time - day_retention)
+    )
+    if late:
         day_t = None
     return Plan(
-        cid, t, loyalty_deltas(datum, day_t), referral_deltas(datum), deletion_fact(datum, t)
+        cid, t, loyalty_deltas(datum, day_t), referral_deltas(datum), deletion_fact(datum, t), late
     )
 
 

@@ -51,6 +51,23 @@ def unpack_deltas(data: bytes) -> list[Delta]:
     return out
 
 
+#: Dedup-table key of a partition's stream time (never a customer id: those are not empty).
+STREAM_TIME_KEY = b"\x00stream-time:%d"
+_MS = struct.Struct(">q")
+
+
+def stream_time_key(partition: int) -> bytes:
+    return STREAM_TIME_KEY % partition
+
+
+def pack_ms(ms: int) -> bytes:
+    return _MS.pack(ms)
+
+
+def unpack_ms(data: bytes | None) -> int | None:
+    return None if not data else int(_MS.unpack(data)[0])
+
+
 def pack_mark(source: int, offset: int) -> bytes:
     """The dedup table's value: where a customer id was first counted."""
     return _MARK.pack(source, offset)

@@ -97,11 +97,17 @@ def test_referrals_distinct_and_legacy() -> None:
     assert [(d, k) for d, k, _ in legacy.referral] == [("referral_campaign", "k9")]
 
 
-def test_day_retention() -> None:
+def test_day_retention_is_relative_to_stream_time() -> None:
     d = _datum({"id": "c1"}, created_at="2024-01-01T10:00:00Z")
-    now = datetime(2024, 1, 10, tzinfo=UTC)
-    assert any(x[0] == "day" for x in plan(d, FB, now, timedelta(days=9)).loyalty)
-    assert not any(x[0] == "day" for x in plan(d, FB, now, timedelta(days=8)).loyalty)
+    stream_time = datetime(2024, 1, 10, tzinfo=UTC)  # the newest deletion seen before it
+    kept = plan(d, FB, stream_time, timedelta(days=9))
+    assert any(x[0] == "day" for x in kept.loyalty) and not kept.late
+    late = plan(d, FB, stream_time, timedelta(days=8))
+    assert not any(x[0] == "day" for x in late.loyalty) and late.late
+    # ... and still counted everywhere else.
+    assert [x for x in late.loyalty if x[0] != "day"] == [x for x in kept.loyalty if x[0] != "day"]
+    # No stream time yet (the first deletion of a partition): never late, however old.
+    assert not plan(d, FB, None, timedelta(days=1)).late
 
 
 def test_totals_count_each_customer_once() -> None:

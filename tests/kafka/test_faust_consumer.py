@@ -198,3 +198,17 @@ def test_faust_commits_offsets_it_skipped_during_a_rebalance() -> None:
         ours.ack(message(offset))
     ours.handled(ticket)
     assert ours._new_offset(tp) == 50
+
+
+def test_static_membership_id_is_per_worker_and_address() -> None:
+    from streams.app import group_instance_id
+
+    base = Settings.from_env({}, app_id="app", web_host="127.0.0.1", web_port=6066)
+    assert group_instance_id(base) is None  # dynamic membership by default
+    one = group_instance_id(base.with_(worker_id="w1"))
+    assert one is not None and one.startswith("app-w1-")
+    assert group_instance_id(base.with_(worker_id="w1")) == one  # stable across restarts
+    # Another address is another member: Faust's assignor refuses a cached assignment whose URL
+    # is not its own (its consumer would stop for good).
+    assert group_instance_id(base.with_(worker_id="w1", web_port=6067)) != one
+    assert group_instance_id(base.with_(worker_id="w2")) != one

@@ -163,12 +163,14 @@ def make_payload(i: int, rng: random.Random, base: datetime) -> dict[str, Any]:
     return payload
 
 
-def make_datums(n: int, seed: int = 7) -> list[dict[str, Any]]:
+def make_datums(n: int, seed: int = 7, base: datetime | None = None) -> list[dict[str, Any]]:
+    """`n` deletions over five days from `base` (default: a week ago)."""
     from streams.models.customer_deleted import parse_webhook
 
     rng = random.Random(seed)
-    # Recent days: older ones would be past the day window's retention and get no day delta.
-    base = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=7)
+    if base is None:
+        base = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        base -= timedelta(days=7)
     return [parse_webhook(make_payload(i, rng, base)) for i in range(n)]
 
 

@@ -4,6 +4,7 @@ the web views, with duplicates, a mis-keyed record, SIGKILL and restart, and two
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -126,3 +127,15 @@ def test_two_app_ids_from_one_data_dir(settings: Settings, workers: Any, tmp_pat
         got = wait_exact(s, expected(datums), [w])
         assert got == expected(datums), (diff(got, expected(datums))[:20], w.tail())
     assert sorted(p.name for p in shared.iterdir()) == [one.app_id, two.app_id]
+
+
+def test_a_backfill_of_old_deletions_keeps_its_days(settings: Settings, workers: Any) -> None:
+    # The day window's retention runs on stream time (the newest deletion seen), not the wall
+    # clock: deletions from two years ago, retention 400 days, all get their day.
+    datums = make_datums(200, seed=31, base=datetime(2024, 6, 1, tzinfo=UTC))
+    w = workers("w1")
+    produce(settings, datums)
+    want = expected(datums)
+    assert len(want["loyalty"]["day"]) >= 5
+    got = wait_exact(settings, want, [w])
+    assert got == want, (diff(got, want)[:20], w.tail())
