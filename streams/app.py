@@ -35,9 +35,10 @@ from typing import Any
 
 import faust
 
-from streams.agents import Topology, expiry, watchdog
+from streams.agents import Topology, count_restarts_in, expiry, watchdog
 from streams.agents import dedup as dedup_agent
 from streams.agents import loyalty as loyalty_agent
+from streams.agents import metrics as worker_metrics
 from streams.agents import referrals as referral_agent
 from streams.kafka.batch_producer import WorkerProducer
 from streams.kafka.faust_consumer import Consumer as SnapshotConsumer
@@ -46,7 +47,7 @@ from streams.settings import SETTINGS, Settings
 from streams.tables import loyalty as loyalty_table
 from streams.tables import referrals as referral_table
 from streams.tables import seen as seen_table
-from streams.web import views
+from streams.web import dashboard, views
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,10 @@ def build_app(settings: Settings) -> faust.App:
         ],
     )
     views.register(topo)
+    dashboard.register(topo)
+    worker_metrics.register(topo)
+    count_restarts_in(data_dir(settings))
+    topo.metrics.load_restarts(data_dir(settings))
     app.topology = topo  # type: ignore[attr-defined]
 
     @app.on_before_shutdown.connect
@@ -270,7 +275,7 @@ def register_schemas(settings: Settings, codec: Any, wait_s: float = 60.0) -> No
                 os._exit(2)
             except RegistryUnavailable as exc:
                 if time.monotonic() > deadline:
-                    exit_for_restart("%s", exc)
+                    exit_for_restart("%s", exc, reason="registry")
                 log.warning("%s; retrying", exc)
                 time.sleep(1.0)
 

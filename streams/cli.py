@@ -56,6 +56,42 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-rejects", action="store_true", help="exit 0 even when some lines were rejected"
     )
     add_arguments(replay, ["replay"])
+
+    dead = sub.add_parser(
+        "dead-letters", help="list, show or redrive the webhooks and records kept as dead letters"
+    )
+    dead_sub = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = dead_sub.add_parser("list", help="the dead letters, decoded (bodies withheld)")
+    listing.add_argument("--since", help="only those received since: 2h, 7d, 2025-01-31, ...")
+    listing.add_argument("--reason", help="only those of this reason (e.g. invalid_payload)")
+    show = dead_sub.add_parser("show", help="one dead letter, by the id `list` shows")
+    show.add_argument("offset", metavar="OFFSET", help="PARTITION:OFFSET, or OFFSET")
+    show.add_argument("--partition", type=int, default=None, help="partition of a bare OFFSET")
+    redrive = dead_sub.add_parser(
+        "redrive", help="re-validate and republish those that pass now (idempotent)"
+    )
+    redrive.add_argument("--reason", help="only dead letters of this reason")
+    redrive.add_argument(
+        "--dry-run", action="store_true", help="say what would be republished, publish nothing"
+    )
+    for action in (listing, show):
+        action.add_argument(
+            "--show-body", action="store_true", help="print the kept body (may hold personal data)"
+        )
+    for action in (listing, show, redrive):
+        add_arguments(action, ["dead-letters", "replay"])
+
+    tail = sub.add_parser("tail", help="print a topic's records decoded from Avro (like kcat -C)")
+    tail.add_argument("topic", metavar="TOPIC", help="a topic name, with or without the prefix")
+    tail.add_argument("--from-beginning", action="store_true", help="from the first record")
+    tail.add_argument("--json", action="store_true", help="one JSON object per record")
+    tail.add_argument(
+        "-e", "--exit-at-end", action="store_true", help="exit at the end instead of following"
+    )
+    tail.add_argument(
+        "--show-body", action="store_true", help="print dead letters' bodies (personal data)"
+    )
+    add_arguments(tail, [])
     return parser
 
 
@@ -120,6 +156,29 @@ def _registry(action: str, settings: Settings) -> int:
     return 0
 
 
+def _operator(args: argparse.Namespace, settings: Settings) -> int:
+    from streams import operator
+
+    try:
+        if args.command == "tail":
+            return operator.tail(
+                settings,
+                args.topic,
+                from_beginning=args.from_beginning,
+                as_json=args.json,
+                show_body=args.show_body,
+                exit_at_end=args.exit_at_end,
+            )
+        if args.action == "list":
+            return operator.list_dead_letters(settings, args.since, args.reason, args.show_body)
+        if args.action == "show":
+            return operator.show_dead_letter(settings, args.offset, args.partition, args.show_body)
+        return operator.redrive(settings, args.reason, args.dry_run)
+    except operator.OperatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return operator.ERROR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -151,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop=args.stop,
             seed=args.seed,
         )
+    if args.command in {"dead-letters", "tail"}:
+        return _operator(args, settings)
     if args.command == "replay":
         from streams.replay import run as run_replay
 

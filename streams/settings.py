@@ -367,6 +367,33 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         ("worker",),
     ),
+    # --- Dashboard, metrics and operator tools (`/dashboard`, `dead-letters`, `tail`) ---
+    Setting(
+        "dashboard_refresh_ms",
+        "STREAMS_DASHBOARD_REFRESH_MS",
+        1000,
+        "How often the dashboard polls the worker (ms; at most 2000 keeps it within 2 s of the "
+        "tables).",
+        int,
+        ("worker",),
+    ),
+    Setting(
+        "dashboard_top",
+        "STREAMS_DASHBOARD_TOP",
+        10,
+        "Rows in the dashboard's top campaigns, tiers and referrers.",
+        int,
+        ("worker",),
+    ),
+    Setting(
+        "redriven_topic",
+        "STREAMS_REDRIVEN_TOPIC",
+        "voucherify.webhooks.dead-letter.redriven",
+        "Compacted topic of the dead letters `dead-letters redrive` republished (so a second "
+        "run skips them).",
+        str,
+        ("dead-letters",),
+    ),
 )
 
 _BY_ATTR = {s.attr: s for s in SETTINGS}
@@ -422,6 +449,9 @@ class Settings:
     producer_linger_ms: float = 5.0
     batch_size: int = 500
     batch_wait_ms: float = 10.0
+    dashboard_refresh_ms: int = 1000
+    dashboard_top: int = 10
+    redriven_topic: str = "voucherify.webhooks.dead-letter.redriven"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -465,6 +495,13 @@ class Settings:
             raise ValueError(f"STREAMS_BATCH_SIZE: expected at least 1, got {self.batch_size}")
         if self.batch_wait_ms <= 0:
             raise ValueError(f"STREAMS_BATCH_WAIT_MS: expected > 0, got {self.batch_wait_ms}")
+        if not 100 <= self.dashboard_refresh_ms <= 2000:
+            raise ValueError(
+                "STREAMS_DASHBOARD_REFRESH_MS: expected 100 to 2000 (the dashboard stays within "
+                f"2 s of the tables), got {self.dashboard_refresh_ms}"
+            )
+        if not 1 <= self.dashboard_top <= 100:
+            raise ValueError(f"STREAMS_DASHBOARD_TOP: expected 1 to 100, got {self.dashboard_top}")
         if self.store not in {"rocksdb://", "memory://"}:
             raise ValueError(f"STREAMS_STORE: expected rocksdb:// or memory://, got {self.store!r}")
         return self

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import faust
+from faust.agents.agent import current_agent
 from faust.streams import _current_event
 from mode.utils.aiter import aiter
 
@@ -72,6 +73,11 @@ async def batches(
             await s.crash(exc)
         return value
 
+    topo = getattr(s.app, "topology", None)
+    metrics = topo.metrics if topo is not None else None
+    agent = current_agent()
+    # The agent's own name, without the app id: "dedup", "loyalty", "referrals".
+    label = str(agent.name).rsplit(".", 1)[-1] if agent is not None else "stream"
     enable_acks = s.enable_acks
     s.enable_acks = False  # acknowledged here, per batch
     s.add_processor(add)
@@ -90,11 +96,14 @@ async def batches(
                 try:
                     batch, dropped, ticket = await consumer.admit(batch)
                 except HoleError as exc:
-                    exit_for_restart("%s", exc)
+                    exit_for_restart("%s", exc, reason="hole")
                 for event in dropped:  # released, not handled: commits come from tickets
                     await s.ack(event)
             if batch:
+                done = metrics.batch(label) if metrics is not None else None
                 yield batch
+                if done is not None:
+                    done(len(batch))
                 # Resumed: the consumer asked for the next batch, so this one was handled.
                 if consumer is not None and ticket is not None:
                     consumer.handled(ticket)

@@ -16,16 +16,12 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from faust.web import Request, Response, View
-
 from streams.agents import Topology
 from streams.kafka.batch_producer import BatchSender
 from streams.models.errors import DecodeError
 from streams.models.serializers.registry import RegistryUnavailable, UnknownSchemaId
 
 log = logging.getLogger("streams.agents.skipped")
-
-_METRIC = "streams_worker_skipped_records_total"
 
 
 def reason_of(exc: Exception) -> str:
@@ -49,19 +45,9 @@ class Skipped:
 
     @classmethod
     def register(cls, topo: Topology, sender: BatchSender) -> Skipped:
-        """A Skipped, and the worker's `GET /metrics` page that shows its counts."""
+        """A Skipped whose counts the worker's `GET /metrics` shows (streams.agents.metrics)."""
         skipped = cls(topo, sender)
-
-        async def get(self: View, request: Request) -> Response:
-            lines = [
-                f"# HELP {_METRIC} Input records skipped (kept on the dead-letter topic).",
-                f"# TYPE {_METRIC} counter",
-            ]
-            for reason in ("unknown_schema_id", "undecodable", "invalid_record"):
-                lines.append(f'{_METRIC}{{reason="{reason}"}} {skipped.counts[reason]}')
-            return self.text("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")
-
-        topo.app.page("/metrics", name="metrics")(type("Metrics", (View,), {"get": get}))
+        topo.metrics.skipped = skipped
         return skipped
 
     def __call__(self, msg: Any, exc: Exception) -> None:

@@ -99,6 +99,7 @@ def _register_partitions(topo: Topology) -> Any:
                     behind[tp],
                     expected,
                     now - positions[tp][1],
+                    reason="partition_stall",
                 )
             log.warning(
                 "%s[%s]: %d records wait at offset %s, no progress for %.0fs: resuming it",
@@ -109,6 +110,7 @@ def _register_partitions(topo: Topology) -> Any:
                 now - positions[tp][1],
             )
             tried[tp] = now
+            topo.metrics.stall_resumes.inc()
             consumer.resume_partitions([tp])
             if expected is not None:
                 await consumer.seek_wait({tp: expected})
@@ -141,7 +143,10 @@ def _register_worker(topo: Topology, topics: list[str]) -> Any:
         )
         if lag:
             exit_for_restart(
-                "consumed nothing for %.0fs while %d records wait", now - last["since"], lag
+                "consumed nothing for %.0fs while %d records wait",
+                now - last["since"],
+                lag,
+                reason="worker_stall",
             )
         last["since"] = now
 

@@ -278,6 +278,7 @@ def run(
         ensure_kafka(settings, started)
         worker = ensure_worker(settings, started, logs)
         bridge = ensure_bridge(settings, started, logs)
+        print(f"Dashboard: {worker}/dashboard (follows the webhooks live)")
         before = total_customers(worker)
         hooks = list(webhooks(count, duplicates, seed))
         distinct = len({h.customer_id for h in hooks})
@@ -312,6 +313,7 @@ def run(
         return 0
     print("Still running:")
     print(f"  bridge     {bridge}/webhooks/voucherify   ({bridge}/metrics, {bridge}/readyz)")
+    print(f"  dashboard  {worker}/dashboard   (metrics: {worker}/metrics)")
     print(f"  analytics  {worker}/analytics/loyalty   {worker}/analytics/referrals")
     print(f"  Kafka      {settings.bootstrap_servers}")
     pids = " ".join(str(p.pid) for p in started.processes.values())

@@ -44,6 +44,7 @@ class WorkerProducer:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
+        self.senders: list[BatchSender] = []  # for the worker's metrics
 
     @property
     def producer(self) -> Producer:
@@ -106,6 +107,8 @@ class BatchSender:
         "_sent",
         "_source",
         "_waiter",
+        "failed",
+        "sent_by_topic",
     )
 
     def __init__(
@@ -122,6 +125,9 @@ class BatchSender:
         self._offsets: dict[tuple[str, int], int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self.sent_by_topic: dict[str, int] = {}  # records produced per topic (event loop only)
+        self.failed = 0  # deliveries that failed (poll thread only)
+        source.senders.append(self)
 
     def send(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
@@ -143,6 +149,8 @@ class BatchSender:
         if producer is None:
             producer = self._producer = self._source.producer
         self._sent += 1
+        by_topic = self.sent_by_topic
+        by_topic[topic] = by_topic.get(topic, 0) + 1
         while True:
             try:
                 # -1: librdkafka's partitioner (murmur2 of the key, like aiokafka's and Java's)
@@ -157,12 +165,14 @@ class BatchSender:
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             self._errors.append(err)
+            self.failed += 1
         self._acked += 1
         self._wake()
 
     def _on_changelog_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._errors.append(err)
+            self.failed += 1
         else:
             tp = (cast(str, msg.topic()), cast(int, msg.partition()))
             offset = cast(int, msg.offset())

@@ -96,6 +96,15 @@ class GroupOffsets:
             finally:
                 self._consumer.unassign()
 
+    def partitions(self, topic: str) -> list[int]:
+        """The partitions of `topic` (empty when it does not exist)."""
+        with self._lock:
+            meta = self._consumer.list_topics(topic, timeout=self.timeout)
+        found = meta.topics.get(topic)
+        if found is None or found.error is not None:
+            return []
+        return sorted(found.partitions)
+
     def lag(self, topics: Iterable[str]) -> int:
         """Records of `topics` the group has not committed yet."""
         with self._lock:

@@ -1,5 +1,8 @@
 """`GET /analytics/loyalty` and `GET /analytics/referrals`: JSON {dimension: {key: {counter: n}}}.
 
+Query parameters `?dimension= ?key= ?top=N ?from=&to=` (streams.web.query); a bad one is a 400
+naming it.
+
 Each worker holds the active partitions of the tables assigned to it. A request gathers the
 answer from every worker that holds partitions (its own part locally, the others' with
 `?local=1` over HTTP), so any worker answers for the whole app. Keys are filtered to the
@@ -23,6 +26,7 @@ from streams.agents.health import Health, not_ready
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS, from_millis
 from streams.domain.routing import partition_of
 from streams.domain.state import KeyState
+from streams.web import query as q
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +79,19 @@ def local_view(app: faust.App, table: Any, names: tuple[str, str, str]) -> Neste
 
 
 async def gathered_view(
-    app: faust.App, table: Any, names: tuple[str, str, str], path: str
+    app: faust.App,
+    table: Any,
+    names: tuple[str, str, str],
+    path: str,
+    query: q.Query | None = None,
 ) -> tuple[Nested, list[str]]:
-    """The whole table from all owners; the second item lists owners that did not answer (and
-    `me` when partitions are held by no worker that answers, e.g. a killed one)."""
+    """The whole table from all owners, filtered by `query` (its `top` applied last); the second
+    item lists owners that did not answer (and `me` when partitions are held by no worker that
+    answers, e.g. a killed one)."""
+    query = query or q.Query()
     changelog = table.changelog_topic.get_topic_name()
     me = str(app.conf.canonical_url).rstrip("/")
-    out = local_view(app, table, names)
+    out = q.select(local_view(app, table, names), query)
     owners = _owners(app, changelog)
     peers = [url for url in owners if url != me]
     failed: list[str] = []
@@ -93,7 +103,8 @@ async def gathered_view(
 
             async def fetch(url: str) -> Nested | None:
                 try:
-                    async with session.get(f"{url}{path}", params={"local": "1"}) as resp:
+                    params = query.local_params()
+                    async with session.get(f"{url}{path}", params=params) as resp:
                         resp.raise_for_status()
                         data: Nested = await resp.json()
                         return data
@@ -106,16 +117,20 @@ async def gathered_view(
                     failed.append(url)
                 else:
                     _merge(out, part)
-    return out, failed
+    return q.top(out, query.top), failed
+
+
+LOYALTY_PATH = "/analytics/loyalty"
+REFERRALS_PATH = "/analytics/referrals"
 
 
 def register(topo: Topology) -> None:
     app = topo.app
-    for path, table, names in (
-        ("/analytics/loyalty", topo.loyalty, LOYALTY_COUNTERS),
-        ("/analytics/referrals", topo.referrals, REFERRAL_COUNTERS),
+    for path, table, names, dims in (
+        (LOYALTY_PATH, topo.loyalty, LOYALTY_COUNTERS, q.LOYALTY_DIMENSIONS),
+        (REFERRALS_PATH, topo.referrals, REFERRAL_COUNTERS, q.REFERRAL_DIMENSIONS),
     ):
-        _add(app, topo.health, path, table, names)
+        _add(app, topo.health, path, table, names, dims)
     _add_health(app, topo.health)
 
 
@@ -130,16 +145,25 @@ def unready_reason(app: faust.App, health: Health) -> dict[str, Any] | None:
 
 
 def _add(
-    app: faust.App, health: Health, path: str, table: Any, names: tuple[str, str, str]
+    app: faust.App,
+    health: Health,
+    path: str,
+    table: Any,
+    names: tuple[str, str, str],
+    dims: tuple[str, ...],
 ) -> None:
     async def get(self: View, request: Request) -> Response:
+        try:
+            query = q.parse(request.query, dims)
+        except q.BadParameter as exc:
+            return self.json(exc.body(), status=400)
         unready = unready_reason(app, health)
         if unready is not None:  # an empty, partial or stale answer would look like real totals
             return self.json(unready, status=503)
         if request.query.get("local") == "1":
-            response = self.json(local_view(app, table, names))
+            response = self.json(q.apply(local_view(app, table, names), query))
         else:
-            data, failed = await gathered_view(app, table, names, path)
+            data, failed = await gathered_view(app, table, names, path, query)
             if failed:
                 return self.json(
                     {"error": "some workers did not answer", "workers": failed}, status=503
