@@ -92,6 +92,7 @@ def register(topo: Topology) -> Any:
         mark = pack_mark(source, offset)
         first = seen.get(cid)
         if first is not None and first != mark:
+            topo.counts["duplicates_dropped"] += 1
             return  # a duplicate delivery of a customer already counted
         # Packed before the id is marked as counted: a value out of range skips the record.
         try:
@@ -107,6 +108,8 @@ def register(topo: Topology) -> Any:
         # New id, or a re-run of the record that counted it (re-written: repairs a changelog
         # write lost in a crash).
         seen[cid] = mark
+        if first is None:  # not a re-run of the record that counted it
+            topo.counts["customers_counted"] += 1
         if p.late:
             topo.counts["late_deletions"] += 1
         for batch, key, entry in entries:

@@ -3,7 +3,7 @@
 Counted as it happens (cheap, per batch or per event at most): events and batches per agent,
 partition-stall resumes. Read when scraped, from what the worker keeps anyway: records skipped
 (streams.agents.skipped), records produced and produce errors (the agents' BatchSenders),
-customers counted and duplicates dropped (from the dedup agent's records, see `_derived`),
+customers counted, duplicates dropped and late deletions (the dedup agent's `Topology.counts`),
 records redelivered and dropped by the offset guard, rebalances, table recovery progress,
 table keys and consumer lag. Restarts are counted across processes: `exit_for_restart` adds its
 reason to a file in the app's data dir just before the process exits, read again at start.
@@ -80,7 +80,7 @@ class WorkerMetrics:
             "Stalled partitions the watchdog resumed and re-sought.",
             registry=self.registry,
         )
-        self.handled: Counts[str] = Counts()  # events per agent, for `_derived`
+        self.handled: Counts[str] = Counts()  # events per agent
         self.topo: Topology | None = None
         self.skipped: Any = None  # streams.agents.skipped.Skipped, once the dedup agent has one
         self.restarts: Counts[str] = Counts()
@@ -162,25 +162,6 @@ def _senders(topo: Topology) -> Iterator[Any]:
     yield from topo.producer.senders
 
 
-def _derived(m: WorkerMetrics, topo: Topology) -> tuple[float, float]:
-    """(customers counted, duplicates dropped) by this process's dedup agent.
-
-    Every dedup event ends one way: skipped, forwarded to the re-key topic, counted (one
-    CustomerDeletion fact sent) or dropped as a duplicate of a customer counted before, so the
-    duplicates are what is left. Read between batches (scrapes run on the event loop, where a
-    batch's events are all handled before its first await), so the sums agree.
-    """
-    facts_topic = topo.deletions_out.get_topic_name()
-    rekey_topic = topo.input_rekeyed.get_topic_name()
-    sent: Counts[str] = Counts()
-    for sender in _senders(topo):
-        sent.update(sender.sent_by_topic)
-    events = m.handled["dedup"]
-    skipped = sum(m.skipped.counts.values()) if m.skipped is not None else 0
-    customers = float(sent[facts_topic])
-    return customers, max(0.0, events - skipped - sent[rekey_topic] - customers)
-
-
 class _Snapshot(Collector):
     """What is read when scraped."""
 
@@ -209,16 +190,15 @@ class _Snapshot(Collector):
         if topo is None:
             return
         app = topo.app
-        customers, duplicates = _derived(m, topo)
         yield CounterMetricFamily(
             "streams_worker_customers_counted",
             "Customers counted (one CustomerDeletion fact each) by this process.",
-            value=customers,
+            value=topo.counts["customers_counted"],
         )
         yield CounterMetricFamily(
             "streams_worker_duplicates_dropped",
             "Deliveries of a customer already counted, dropped by this process.",
-            value=duplicates,
+            value=topo.counts["duplicates_dropped"],
         )
         produced = CounterMetricFamily(
             "streams_worker_output_records",

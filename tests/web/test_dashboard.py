@@ -127,7 +127,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, live: Live) ->
 def counted(live: Live) -> bool:
     status, body = live.get("/analytics/loyalty?dimension=total")
     want = live.expected()["loyalty"]["total"]["all"]["customers"]
-    return status == 200 and body["total"].get("all", {}).get("customers") == want
+    return status == 200 and body.get("total", {}).get("all", {}).get("customers") == want
 
 
 # --- the browser ------------------------------------------------------------------------------
