@@ -114,8 +114,12 @@ def latest_per_key(settings: Settings, topic_setting: str) -> dict[str, dict[str
     codec = get_codec(settings)
     latest: dict[str, dict[str, Any]] = {}
     for msg in read_topic(settings.bootstrap_servers, settings.topic(topic_setting), idle=3):
-        _, datum = codec.decode(msg.value() or b"")
-        latest[(msg.key() or b"").decode()] = datum
+        key = (msg.key() or b"").decode()
+        if not msg.value():  # a tombstone: the key was deleted (an expired day)
+            latest.pop(key, None)
+            continue
+        _, datum = codec.decode(msg.value())
+        latest[key] = datum
     return latest
 
 

@@ -225,6 +225,9 @@ def latest(settings: Settings, topic: str) -> dict[str, Any]:
     msgs = read_topic(settings.bootstrap_servers, settings.topic(topic), timeout=8, idle=1.5)
     by_key: dict[bytes, dict[str, Any]] = {}
     for m in msgs:
+        if not m.value():  # a tombstone: the key was deleted (an expired day)
+            by_key.pop(m.key(), None)
+            continue
         _name, datum = codec.decode(m.value())
         assert m.key() == f"{datum['dimension']}:{datum['key']}".encode()
         by_key[m.key()] = datum
