@@ -111,6 +111,9 @@ def _kafka(action: str, settings: Settings, node: int | None = None) -> int:
             print(f"{what}, bootstrap {cluster.bootstrap}:")
             for state in states:
                 print("  " + state.line())
+            under = cluster.under_replicated() if any(st.answers for st in states) else None
+            if under is not None:
+                print(f"  under-replicated partitions: {under}")
             return 0 if all(st.pid is not None and st.answers for st in states) else 3
     except KafkaError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -18,6 +18,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 from streams.settings import Settings
 
@@ -178,11 +179,12 @@ def flush_all() -> None:
         summary.flush(force=True)
 
 
-def install_in_worker(app: object, settings: Settings) -> None:
-    """The worker's hook: Faust replaces the root handlers when the worker starts, so the
-    filter goes on once they exist (on_worker_init comes after Faust's logging set-up)."""
+def install_in_worker(app: Any, settings: Settings) -> None:
+    """The worker's hook: Faust replaces the root handlers when its worker starts (after
+    on_worker_init, which the faust CLI sends first), so the filter goes on from an app task,
+    which runs once they exist."""
 
-    def _install(*args: object, **kwargs: object) -> None:
+    async def _summarise_outage_logs() -> None:
         install(settings)
 
-    app.on_worker_init.connect(_install)  # type: ignore[attr-defined]
+    app.task(_summarise_outage_logs)

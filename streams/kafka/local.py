@@ -87,6 +87,15 @@ def free_port_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
+def free_port_block(count: int, attempts: int = 100) -> int:
+    """A free port followed by `count - 1` free ports (a local cluster's base port)."""
+    for _ in range(attempts):
+        port = free_port()
+        if port + count <= 65535 and not any(port_in_use(p) for p in range(port, port + count)):
+            return port
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
     """True when a broker answers a metadata request."""
     from confluent_kafka.admin import AdminClient
@@ -585,23 +594,28 @@ class LocalCluster:
         return True
 
     def _wait_joined(
-        self, procs: dict[int, tuple[LocalKafka, subprocess.Popen[bytes]]], timeout: float
+        self,
+        procs: dict[int, tuple[LocalKafka, subprocess.Popen[bytes]]],
+        timeout: float,
+        everyone: bool = True,
     ) -> None:
+        """Until each started node answers and lists every node as a broker (`everyone`), or
+        itself (one node started while others are down)."""
         deadline = time.monotonic() + timeout
         pending = dict(procs)
         while pending:
             for node_id, (node, proc) in list(pending.items()):
                 if err := node.exited(proc):
                     raise err
-                if self._sees_cluster(node):
+                seen = brokers_seen(node.bootstrap)
+                if len(seen) == self.size if everyone else node_id in seen:
                     del pending[node_id]
             if not pending:
                 return
             if time.monotonic() > deadline:
                 names = "; ".join(n.describe() for n, _ in pending.values())
                 raise KafkaError(
-                    f"did not join the cluster within {timeout:.0f}s (all nodes stopped again): "
-                    f"{names}"
+                    f"did not join the cluster within {timeout:.0f}s (stopped again): {names}"
                 )
             time.sleep(0.5)
 
@@ -620,8 +634,8 @@ class LocalCluster:
         raise KafkaError(f"not part of a healthy cluster after {timeout:.0f}s: {'; '.join(bad)}")
 
     def start_node(self, node_id: int, timeout: float = 90.0) -> bool:
-        """Start one node of the cluster and wait until the cluster lists it again; False when
-        it was running."""
+        """Start one node of the cluster and wait until it answers as a broker of the cluster
+        (its replicas may still be catching up: `wait_in_sync`); False when it was running."""
         node = self.node(node_id)
         if self.size == 1:
             return node.start(timeout)
@@ -637,7 +651,7 @@ class LocalCluster:
             raise err
         proc = node.launch()
         try:
-            self._wait_joined({node_id: (node, proc)}, timeout)
+            self._wait_joined({node_id: (node, proc)}, timeout, everyone=False)
         except BaseException:
             node.stop()
             raise
@@ -691,6 +705,35 @@ class LocalCluster:
             if leader > 0 and (best is None or epoch > best[0]):
                 best = (epoch, leader)
         return best[1] if best else None
+
+    def under_replicated(self, timeout: float = 5.0) -> int | None:
+        """Partitions (of every topic, internal ones included) whose in-sync replicas are
+        fewer than their replicas, or that have no leader; None when no node answers."""
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        try:
+            meta = admin.list_topics(timeout=timeout)
+        except Exception:
+            return None
+        return sum(
+            1
+            for topic in meta.topics.values()
+            for p in topic.partitions.values()
+            if p.leader < 0 or len(p.isrs) < len(p.replicas)
+        )
+
+    def wait_in_sync(self, timeout: float = 60.0) -> float:
+        """Until every partition has all its replicas in sync (a restarted node caught up);
+        returns the seconds it took."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.under_replicated() == 0:
+                return time.monotonic() - started
+            time.sleep(0.25)
+        raise KafkaError(
+            f"{self.under_replicated()} partitions still under-replicated after {timeout:.0f}s"
+        )
 
     def status(self) -> list[NodeStatus]:
         leader = self.quorum_leader() if self.size > 1 else None
