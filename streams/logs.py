@@ -35,13 +35,28 @@ _DIGITS = re.compile(r"\d+")
 _MARK = "streams_outage_summary"
 
 
-def _about(message: str) -> str:
-    """The node a line is about ("node 2", "localhost:9094"), or "" for none."""
-    if m := _ADDRESS.search(message):
-        return f"node {m.group(2)}" if m.group(2) and m.group(2).isdigit() else m.group(1)
-    if m := _NODE_ID.search(message):
-        return f"node {m.group(1)}"
-    return ""
+_PORT = re.compile(r"(?::|', )(\d{2,5})\b")
+
+
+def _about(message: str, nodes_by_port: dict[str, str]) -> str:
+    """The node a line is about ("node 2"), else its address ("localhost:9094"), else "".
+    A line naming both a node id and a port teaches which node that port is, so later lines
+    naming only the address (aiokafka's fetcher) count with that node's."""
+    node = ""
+    address = _ADDRESS.search(message)
+    if address and address.group(2) and address.group(2).isdigit():
+        node = f"node {address.group(2)}"
+    elif m := _NODE_ID.search(message):
+        node = f"node {m.group(1)}"
+    ports = _PORT.findall(message)
+    if node:
+        if len(nodes_by_port) < 1000:
+            nodes_by_port.update(dict.fromkeys(ports, node))
+        return node
+    for port in ports:
+        if port in nodes_by_port:
+            return nodes_by_port[port]
+    return address.group(1) if address else ""
 
 
 @dataclass
@@ -61,12 +76,12 @@ class OutageSummary(logging.Filter):
         self.interval_s = interval_s
         self._handler = weakref.ref(handler)
         self._lock = threading.Lock()
-        self._windows: dict[tuple[str, str], _Window] = {}
+        self._windows: dict[tuple[str, int, str], _Window] = {}
+        self._nodes_by_port: dict[str, str] = {}
         self.suppressed = 0
 
-    @staticmethod
-    def classify(record: logging.LogRecord) -> tuple[tuple[str, str], str] | None:
-        """((family, node or message shape), node) of a line to summarise; None to pass it as
+    def classify(self, record: logging.LogRecord) -> tuple[tuple[str, int, str], str] | None:
+        """((family, level, node or shape), node) of a line to summarise; None to pass it as
         it is. Lines about one node count together, whatever they say."""
         if record.levelno < logging.WARNING or getattr(record, _MARK, False):
             return None
@@ -74,8 +89,8 @@ class OutageSummary(logging.Filter):
             return None
         family = record.name.split(".", 1)[0]
         message = record.getMessage()
-        node = _about(message)
-        return (family, node or _DIGITS.sub("#", message)[:160]), node
+        node = _about(message, self._nodes_by_port)
+        return (family, record.levelno, node or _DIGITS.sub("#", message)[:160]), node
 
     def filter(self, record: logging.LogRecord) -> bool:
         found = self.classify(record)
@@ -122,7 +137,7 @@ class OutageSummary(logging.Filter):
             sample.levelno,
             sample.pathname,
             sample.lineno,
-            "%d more %s lines like this%s in the last %.0f s (summarised): %s",
+            "%d more %s lines%s in the last %.0f s (summarised); the first: %s",
             (
                 window.count,
                 sample.levelname,

@@ -82,6 +82,10 @@ def kafka() -> Iterator[str]:
 
 #: Heap of each node of the test cluster: three JVMs share the machine with everything else.
 CLUSTER_HEAP = os.environ.get("STREAMS_TEST_CLUSTER_HEAP", "512m")
+#: The reliability tests restart nodes eight times: the C1 compiler alone starts a JVM in about
+#: half the CPU time, which counts on a loaded two-core machine, at a throughput cost these
+#: loads do not notice.
+CLUSTER_JVM = ("-XX:TieredStopAtLevel=1",)
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +95,9 @@ def kafka_cluster() -> Iterator[LocalCluster]:
     deleted at the end. Tests may stop and start its nodes (`cluster_healthy` puts them back).
     Under CI=true a test that needs it fails, never skips, when it cannot start."""
     base = Settings.from_env()
-    cluster = LocalCluster(free_port_block(6), 3, Path(base.kafka_home), CLUSTER_HEAP)
+    cluster = LocalCluster(
+        free_port_block(6), 3, Path(base.kafka_home), CLUSTER_HEAP, jvm_options=CLUSTER_JVM
+    )
     started = time.monotonic()
     try:
         cluster.start()

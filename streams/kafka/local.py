@@ -132,6 +132,8 @@ class LocalKafka:
     state_root: Path | None = None
     #: Cluster id to format a fresh data dir with (empty: a new one).
     cluster_id: str = ""
+    #: Extra JVM options (the tests trade peak speed for a quicker start-up).
+    jvm_options: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalKafka:
@@ -279,6 +281,7 @@ class LocalKafka:
             "-Xms256m",
             f"-Xmx{self.heap}",
             "-XX:+UseG1GC",
+            *self.jvm_options,
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J}",
             f"-Dkafka.logs.file={self.log_file}",
@@ -456,6 +459,7 @@ class LocalCluster:
     heap: str = "1g"
     #: One node only: its controller port when not `base_port + 1`.
     controller_port: int = 0
+    jvm_options: tuple[str, ...] = ()
     _cluster_id: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
@@ -527,7 +531,11 @@ class LocalCluster:
     def nodes(self) -> list[LocalKafka]:
         if self.size == 1:
             controller = self.controller_port or self.base_port + 1
-            return [LocalKafka(self.base_port, controller, self.home, self.heap)]
+            return [
+                LocalKafka(
+                    self.base_port, controller, self.home, self.heap, jvm_options=self.jvm_options
+                )
+            ]
         ports = [(self.base_port + 2 * i, self.base_port + 2 * i + 1) for i in range(self.size)]
         voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
         return [
@@ -541,6 +549,7 @@ class LocalCluster:
                 cluster_size=self.size,
                 state_root=self.cluster_dir / f"node-{i + 1}",
                 cluster_id=self.cluster_id(),
+                jvm_options=self.jvm_options,
             )
             for i, (port, controller) in enumerate(ports)
         ]
