@@ -107,6 +107,10 @@ class OutageSummary(logging.Filter):
             self.suppressed += 1
             return False
 
+    @property
+    def handler(self) -> logging.Handler | None:
+        return self._handler()
+
     def flush(self, force: bool = False) -> None:
         """Write the count of every window older than the interval (all of them if `force`);
         a window that counted repeats stays open, so an outage goes on being summarised once
@@ -122,7 +126,7 @@ class OutageSummary(logging.Filter):
                     self._windows[key] = _Window(now, 0, window.sample, window.about)
                 else:
                     del self._windows[key]
-        handler = self._handler()
+        handler = self.handler
         if handler is None:
             return
         for window in due:
@@ -156,10 +160,17 @@ _ticker: threading.Thread | None = None
 _ticker_lock = threading.Lock()
 
 
-def _tick(interval_s: float) -> None:
+def _tick() -> None:
+    # Four ticks per (shortest) interval: a count comes at most a quarter interval late.
     while True:
-        time.sleep(max(0.5, interval_s / 4))
-        for summary in list(_installed):
+        summaries = list(_installed)
+        interval = min((x.interval_s for x in summaries), default=1.0)
+        time.sleep(max(0.05, interval / 4))
+        for summary in summaries:
+            if summary.handler is None:  # the handler is gone
+                with contextlib.suppress(ValueError):
+                    _installed.remove(summary)
+                continue
             with contextlib.suppress(Exception):  # a closed stream at exit: not worth dying for
                 summary.flush()
 
@@ -181,9 +192,7 @@ def install(settings: Settings, handlers: list[logging.Handler] | None = None) -
         added += 1
     with _ticker_lock:
         if added and _ticker is None:
-            _ticker = threading.Thread(
-                target=_tick, args=(interval,), name="log-summary", daemon=True
-            )
+            _ticker = threading.Thread(target=_tick, name="log-summary", daemon=True)
             _ticker.start()
     return added
 

@@ -1,13 +1,17 @@
-"""The local cluster's layout: ports derived from the base port, sizes, errors (no JVM)."""
+"""The local cluster's layout: ports derived from the base port, sizes, errors (only the last
+test starts JVMs)."""
 
 from __future__ import annotations
 
+import shutil
+import socket
 from pathlib import Path
 
 import pytest
 
 from streams.cli import main
-from streams.kafka.local import KafkaError, LocalCluster, replication_for
+from streams.kafka.local import KafkaError, LocalCluster, free_port_block, replication_for
+from streams.settings import Settings
 
 
 def _ports(cluster: LocalCluster) -> set[int]:
@@ -63,3 +67,55 @@ def test_bad_sizes_and_nodes_are_clear_errors(
     args = ["--kafka-home", str(tmp_path), "--kafka-port", "39092"]
     rc = main(["kafka", "start", "--brokers", "3", "--kafka-controller-port", "40000", *args])
     assert rc == 1 and "for one broker only" in capsys.readouterr().err
+
+
+def test_a_taken_port_names_the_node_and_starts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = free_port_block(6)
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", base + 3))  # node 2's controller port
+        blocker.listen()
+        rc = main(
+            [
+                "kafka",
+                "start",
+                "--brokers",
+                "3",
+                "--kafka-port",
+                str(base),
+                "--kafka-home",
+                str(tmp_path),
+            ]
+        )
+    assert rc == 1
+    assert f"port {base + 3} is already in use by another process (node 2's controller port)" in (
+        capsys.readouterr().err
+    )
+    assert not LocalCluster(base, 3, tmp_path).running()
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(180)
+def test_a_node_that_cannot_join_stops_the_whole_start(tmp_path: Path) -> None:
+    """Node 3's log dir belongs to another cluster: it exits; the error names it, its port and
+    its log, and nodes 1 and 2 are stopped again (no half-started cluster)."""
+    home = Path(Settings.from_env().kafka_home)  # its jar cache; the cluster's own dir is removed
+    cluster = LocalCluster(free_port_block(6), 3, home, "384m")
+    try:
+        bad = cluster.nodes[2]
+        bad.data_dir.mkdir(parents=True)
+        (bad.data_dir / "meta.properties").write_text(
+            "version=1\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\nnode.id=3\n"
+            "directory.id=AAAAAAAAAAAAAAAAAAAAAA\n"
+        )
+        with pytest.raises(KafkaError) as failed:
+            cluster.start(timeout=90)
+        message = str(failed.value)
+        assert (
+            "node 3" in message and f"port {bad.port}" in message and str(bad.log_file) in message
+        )
+        assert not cluster.running()
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.cluster_dir, ignore_errors=True)
