@@ -91,9 +91,10 @@ def ensure_topics_for(settings: Any, changelogs: Iterable[str] = ()) -> None:
 def ensure_input_like(settings: Any, topic: str) -> None:
     """`topic` configured like the project's input topic: what a baseline publishes to."""
     from streams.kafka.admin import ensure_topics
-    from streams.kafka.topics import project_topics
+    from streams.kafka.topics import project_topics, resolve_replication
 
     name = settings.topic(settings.customer_deleted_topic)
+    settings = resolve_replication(settings)
     spec = next(t for t in project_topics(settings) if t.name == name)
     ensure_topics(settings.bootstrap_servers, [replace(spec, name=topic)])
 

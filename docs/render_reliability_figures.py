@@ -46,6 +46,7 @@ def render(f: dict[str, Any]) -> str:
             f"{c['cpu_hogs']} CPU hogs | — | — | — | {c['kills']} worker SIGKILLs | "
             f"{c['failures']} schedules failed (seeds: {failed}) |"
         )
+    rows += cluster_rows(f)
     out = "\n".join(rows)
     if z := f.get("fuzz"):
         out += (
@@ -57,6 +58,58 @@ def render(f: dict[str, Any]) -> str:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(z["by_kind"].items()))
         out += f"\n\nFuzz answers: {answers}.\nCases by kind: {kinds}."
     return out
+
+
+def _logs(r: dict[str, Any]) -> str:
+    return (
+        f"ERROR lines: worker {r['worker_error_lines']} ({r['worker_summary_lines']} summaries), "
+        f"bridge {r['bridge_error_lines']} ({r['bridge_summary_lines']} summaries)"
+    )
+
+
+def cluster_rows(f: dict[str, Any]) -> list[str]:
+    """The three-broker cluster's runs (tests/reliability/test_cluster.py)."""
+    rows = []
+    if k := f.get("cluster_leader_kills"):
+        kills = "; ".join(
+            f"SIGKILL node {x['node']} ({x['role']}) after {x['acked_before']} 2xx, back and in "
+            f"sync in {x['down_s'] + x['in_sync_after_s']:.0f} s, {x['acked_while_down']} 2xx "
+            f"meanwhile, longest pause without a 2xx {x['longest_ack_pause_s']} s"
+            for x in k["kills"]
+        )
+        rows.append(
+            f"| 3 brokers: leader kills under load ({k['at']}) | {k['requests']} requests, "
+            f"{k['webhooks_sent']} webhooks, {k['distinct_customers']} customers, concurrency "
+            f"{k['concurrency']} | {k['acknowledged']} | {k['lost']} | {k['double_counted']} | "
+            f"{kills}; 503 answered {k['answered_503']} times, {k['worker_restarts_needed']} "
+            f"worker restarts needed | {k['repeated_facts']} identical repeated facts; "
+            f"{_logs(k)} |"
+        )
+    if b := f.get("cluster_below_min_isr"):
+        rows.append(
+            f"| 3 brokers: 2 stopped, below min.insync.replicas ({b['at']}) | "
+            f"{b['answered_503_below_min_isr']} probes while below, {b['acknowledged']} webhooks "
+            f"before, with one broker down ({b['acked_one_broker_down']}) and after | "
+            f"{b['acknowledged']} (0 while below) | {b['lost']} | {b['double_counted']} | "
+            f"{b['below_min_isr_s']} s below min ISR: only 503 with Retry-After; first 2xx "
+            f"{b['first_2xx_after_brokers_back_s']} s after the brokers were back, no bridge "
+            f"restart, {b['worker_restarts_needed']} worker restarts needed | "
+            f"{b['repeated_facts']} identical repeated facts; {_logs(b)} |"
+        )
+    if r := f.get("cluster_rolling_restart"):
+        restarts = ", ".join(
+            f"node {x['node']} {x['restart_s'] + x['in_sync_after_s']:.0f} s" for x in r["restarts"]
+        )
+        rows.append(
+            f"| 3 brokers: rolling restart under load ({r['at']}) | {r['requests']} requests, "
+            f"{r['webhooks_sent']} webhooks, {r['distinct_customers']} customers | "
+            f"{r['acknowledged']} | {r['lost']} | {r['double_counted']} | each broker SIGTERMed "
+            f"and back in the ISR in turn ({restarts}); 503 answered {r['answered_503']} times "
+            f"(retried), longest pause without a 2xx {r['longest_ack_pause_s']} s, "
+            f"{r['worker_restarts_needed']} worker restarts needed | "
+            f"{r['repeated_facts']} identical repeated facts; {_logs(r)} |"
+        )
+    return rows
 
 
 def main() -> int:

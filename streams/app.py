@@ -35,6 +35,7 @@ from typing import Any
 
 import faust
 
+from streams import logs
 from streams.agents import Topology, count_restarts_in, expiry, watchdog
 from streams.agents import dedup as dedup_agent
 from streams.agents import loyalty as loyalty_agent
@@ -42,6 +43,7 @@ from streams.agents import metrics as worker_metrics
 from streams.agents import referrals as referral_agent
 from streams.kafka.batch_producer import WorkerProducer
 from streams.kafka.faust_consumer import Consumer as SnapshotConsumer
+from streams.kafka.topics import replicate_faust_topics
 from streams.models.serializers.avro import get_codec
 from streams.settings import SETTINGS, Settings
 from streams.tables import loyalty as loyalty_table
@@ -190,6 +192,9 @@ def build_app(settings: Settings) -> faust.App:
     count_restarts_in(data_dir(settings))
     topo.metrics.load_restarts(data_dir(settings))
     app.topology = topo  # type: ignore[attr-defined]
+    # On a cluster: Faust's own topics replicated like the project's; outage logs summarised.
+    replicate_faust_topics(app, settings)
+    logs.install_in_worker(app, settings)
 
     @app.on_before_shutdown.connect
     async def _flush_producer(*args: Any, **kwargs: Any) -> None:

@@ -6,8 +6,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from streams.settings import Settings, add_arguments, from_args
+
+if TYPE_CHECKING:
+    from streams.kafka.local import LocalCluster
 
 log = logging.getLogger("streams")
 
@@ -19,8 +23,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    kafka = sub.add_parser("kafka", help="start, stop or inspect the local single-node Kafka")
+    kafka = sub.add_parser(
+        "kafka", help="start, stop or inspect the local Kafka (one node, or --brokers N)"
+    )
     kafka.add_argument("action", choices=["start", "stop", "status", "reset"])
+    kafka.add_argument(
+        "--node",
+        type=int,
+        default=None,
+        metavar="I",
+        help="start or stop only node I (1..N) of the cluster",
+    )
     add_arguments(kafka, ["kafka"])
 
     registry = sub.add_parser(
@@ -102,30 +115,59 @@ def _configure_logging(settings: Settings) -> None:
     )
 
 
-def _kafka(action: str, settings: Settings) -> int:
-    from streams.kafka.local import KafkaError, LocalKafka
+def _kafka(action: str, settings: Settings, node: int | None = None) -> int:
+    from streams.kafka.local import KafkaError, LocalCluster
 
-    broker = LocalKafka.from_settings(settings)
     try:
+        cluster = LocalCluster.for_command(settings, action)
+        if node is not None:
+            return _kafka_node(cluster, action, node)
+        what = "Kafka" if cluster.size == 1 else f"Kafka ({cluster.size}-node cluster)"
+        logs = ", ".join(str(n.log_file) for n in cluster.nodes)
         if action == "start":
-            if broker.start():
-                print(f"Kafka started on {broker.bootstrap}; log: {broker.log_file}")
-            else:
-                print(f"Kafka is already running on {broker.bootstrap}; log: {broker.log_file}")
+            started = cluster.start()
+            verb = "started on" if started else "is already running on"
+            print(f"{what} {verb} {cluster.bootstrap}; log{'s' * (cluster.size > 1)}: {logs}")
+            if cluster.size > 1:
+                print(f"export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap}")
         elif action == "stop":
-            if broker.stop():
-                print(f"Kafka on port {broker.port} stopped")
+            if cluster.stop():
+                print(f"{what} on port {cluster.base_port} stopped")
             else:
-                print(f"Kafka on port {broker.port} was not running")
+                print(f"{what} on port {cluster.base_port} was not running")
         elif action == "reset":
-            broker.reset()
-            print(f"Kafka data under {broker.state_dir} deleted")
+            cluster.reset()
+            where = cluster.nodes[0].state_dir if cluster.size == 1 else cluster.cluster_dir
+            print(f"{what} data under {where} deleted")
+        elif cluster.size == 1:
+            print(cluster.nodes[0].status())
+            return 0 if cluster.nodes[0].pid() is not None else 3
         else:
-            print(broker.status())
-            return 0 if broker.pid() is not None else 3
+            states = cluster.status()
+            print(f"{what}, bootstrap {cluster.bootstrap}:")
+            for state in states:
+                print("  " + state.line())
+            under = cluster.under_replicated() if any(st.answers for st in states) else None
+            if under is not None:
+                print(f"  under-replicated partitions: {under}")
+            return 0 if all(st.pid is not None and st.answers for st in states) else 3
     except KafkaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _kafka_node(cluster: LocalCluster, action: str, node: int) -> int:
+    target = cluster.node(node)
+    if action == "start":
+        verb = "started" if cluster.start_node(node) else "was already running"
+        print(f"node {node} {verb}: localhost:{target.port}; log {target.log_file}")
+    elif action == "stop":
+        verb = "stopped" if cluster.stop_node(node) else "was not running"
+        print(f"node {node} (localhost:{target.port}) {verb}")
+    else:
+        print(f"error: --node goes with start or stop, not {action}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -188,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _configure_logging(settings)
     if args.command == "kafka":
-        return _kafka(args.action, settings)
+        return _kafka(args.action, settings, args.node)
     if args.command == "registry":
         return _registry(args.action, settings)
     if args.command == "bridge":

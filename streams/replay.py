@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from confluent_kafka import KafkaException, Producer
 
+from streams import logs
 from streams.bridge.app import producer_config
 from streams.kafka.producer import DEFAULT_CONFIG
 from streams.kafka.topics import ensure_project_topics
@@ -148,6 +149,7 @@ def replay(
 
 
 def run(settings: Settings, path: str, allow_rejects: bool = False) -> int:
+    logs.install(settings)
     if path == "-":
         summary = replay(settings, _lines(sys.stdin), progress=sys.stderr.isatty())
     else:

@@ -74,8 +74,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "topic_replication",
         "STREAMS_TOPIC_REPLICATION",
-        1,
-        "Replication factor of topics created at start.",
+        0,
+        "Replication factor of topics created at start (0: the cluster's size, up to 3).",
         int,
     ),
     Setting(
@@ -126,7 +126,7 @@ SETTINGS: tuple[Setting, ...] = (
         "kafka_port",
         "STREAMS_KAFKA_PORT",
         9092,
-        "Port of the local broker started by `kafka start`.",
+        "Port of the local broker started by `kafka start` (node 1 of a cluster).",
         int,
         ("kafka",),
     ),
@@ -134,7 +134,7 @@ SETTINGS: tuple[Setting, ...] = (
         "kafka_controller_port",
         "STREAMS_KAFKA_CONTROLLER_PORT",
         0,
-        "KRaft controller port of the local broker (0: broker port + 1).",
+        "KRaft controller port of the local broker (0: broker port + 1; one broker only).",
         int,
         ("kafka",),
     ),
@@ -147,7 +147,39 @@ SETTINGS: tuple[Setting, ...] = (
         ("kafka",),
     ),
     Setting(
-        "kafka_heap", "STREAMS_KAFKA_HEAP", "1g", "Java heap of the local broker.", str, ("kafka",)
+        "kafka_heap",
+        "STREAMS_KAFKA_HEAP",
+        "1g",
+        "Java heap of the local broker (of each node).",
+        str,
+        ("kafka",),
+    ),
+    # --- Kafka cluster: its size, replication on it, broker-outage logs ---
+    Setting(
+        "brokers",
+        "STREAMS_KAFKA_BROKERS",
+        1,
+        "Nodes of the local Kafka started by `kafka start` (1-5; node i on ports "
+        "STREAMS_KAFKA_PORT + 2(i-1) and + 2(i-1) + 1).",
+        int,
+        ("kafka",),
+    ),
+    Setting(
+        "topic_min_insync",
+        "STREAMS_TOPIC_MIN_INSYNC_REPLICAS",
+        0,
+        "min.insync.replicas of topics created at start (0: 2 when replicated 3+ times, "
+        "else the broker's default).",
+        int,
+    ),
+    Setting(
+        "log_summary_s",
+        "STREAMS_LOG_SUMMARY_S",
+        10.0,
+        "Repeated Kafka client errors (a broker down) are logged once per node per this "
+        "many seconds, then as one line with a count; 0: every line.",
+        float,
+        ("bridge", "worker", "replay"),
     ),
     # --- Schema Registry ---
     Setting(
@@ -407,7 +439,7 @@ class Settings:
     topic_prefix: str = ""
     app_id: str = "voucherify-streams"
     topic_partitions: int = 6
-    topic_replication: int = 1
+    topic_replication: int = 0
     customer_deleted_topic: str = "voucherify.customer.deleted"
     dead_letter_topic: str = "voucherify.webhooks.dead-letter"
     raw_topic: str = ""
@@ -420,6 +452,9 @@ class Settings:
     kafka_controller_port: int = 0
     kafka_home: str = field(default_factory=lambda: str(_BY_ATTR["kafka_home"].default))
     kafka_heap: str = "1g"
+    brokers: int = 1
+    topic_min_insync: int = 0
+    log_summary_s: float = 10.0
     registry_port: int = 8081
     registry_management_port: int = 0
     registry_home: str = field(default_factory=lambda: str(_BY_ATTR["registry_home"].default))
@@ -502,6 +537,19 @@ class Settings:
             )
         if not 1 <= self.dashboard_top <= 100:
             raise ValueError(f"STREAMS_DASHBOARD_TOP: expected 1 to 100, got {self.dashboard_top}")
+        if not 1 <= self.brokers <= 5:
+            raise ValueError(f"STREAMS_KAFKA_BROKERS: expected 1 to 5, got {self.brokers}")
+        if self.topic_replication < 0 or self.topic_min_insync < 0:
+            raise ValueError(
+                "STREAMS_TOPIC_REPLICATION and STREAMS_TOPIC_MIN_INSYNC_REPLICAS: expected >= 0"
+            )
+        if self.topic_replication and self.topic_min_insync > self.topic_replication:
+            raise ValueError(
+                f"STREAMS_TOPIC_MIN_INSYNC_REPLICAS ({self.topic_min_insync}) exceeds "
+                f"STREAMS_TOPIC_REPLICATION ({self.topic_replication}): no write could succeed"
+            )
+        if self.log_summary_s < 0:
+            raise ValueError(f"STREAMS_LOG_SUMMARY_S: expected >= 0, got {self.log_summary_s}")
         if self.store not in {"rocksdb://", "memory://"}:
             raise ValueError(f"STREAMS_STORE: expected rocksdb:// or memory://, got {self.store!r}")
         return self

@@ -4,19 +4,29 @@ The broker comes from, in order: KAFKA_BOOTSTRAP_SERVERS; testcontainers' Kafka 
 engine answers; else the project's own local broker (`voucherify-streams kafka`), started here
 on a free port and stopped at the end. Under CI=true a Kafka test fails when none can be had.
 The Schema Registry (`schema_registry`) likewise: the project's local Apicurio Registry.
+`kafka_cluster` is a three-node cluster of the project's local Kafka, started once per run on
+free ports for the tests that need replication or stop brokers (so it is always local).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from streams.kafka.local import KafkaError, LocalKafka, broker_answers, free_port_pair
+from streams.kafka.local import (
+    KafkaError,
+    LocalCluster,
+    LocalKafka,
+    broker_answers,
+    free_port_block,
+    free_port_pair,
+)
 from streams.registry.local import LocalRegistry, RegistryError, registry_answers
 from streams.settings import Settings
 
@@ -68,6 +78,50 @@ def kafka() -> Iterator[str]:
     finally:
         broker.stop()
         broker.reset()
+
+
+#: Heap of each node of the test cluster: three JVMs share the machine with everything else.
+CLUSTER_HEAP = os.environ.get("STREAMS_TEST_CLUSTER_HEAP", "512m")
+#: The reliability tests restart nodes eight times: the C1 compiler alone starts a JVM in about
+#: half the CPU time, which counts on a loaded two-core machine, at a throughput cost these
+#: loads do not notice.
+CLUSTER_JVM = ("-XX:TieredStopAtLevel=1",)
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[LocalCluster]:
+    """A three-node local Kafka cluster (combined broker+controller nodes, replication 3 and
+    min.insync.replicas=2 by default), started once per run on free ports and stopped and
+    deleted at the end. Tests may stop and start its nodes (`cluster_healthy` puts them back).
+    Under CI=true a test that needs it fails, never skips, when it cannot start."""
+    base = Settings.from_env()
+    cluster = LocalCluster(
+        free_port_block(6), 3, Path(base.kafka_home), CLUSTER_HEAP, jvm_options=CLUSTER_JVM
+    )
+    started = time.monotonic()
+    try:
+        cluster.start()
+    except KafkaError as exc:
+        _no_broker(f"the three-node cluster did not start: {exc}")
+    cluster_start_s = time.monotonic() - started
+    print(f"\nthree-node Kafka cluster on {cluster.bootstrap} in {cluster_start_s:.1f}s")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        cluster.reset()
+        shutil.rmtree(cluster.cluster_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster_healthy(kafka_cluster: LocalCluster) -> Iterator[LocalCluster]:
+    """The shared cluster with every node running and every partition in sync, before and
+    after the test (a test that stopped nodes leaves them to this)."""
+    kafka_cluster.start()
+    kafka_cluster.wait_in_sync(120)
+    yield kafka_cluster
+    kafka_cluster.start()
+    kafka_cluster.wait_in_sync(120)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from streams import logs
 from streams.bridge.handlers import Bridge
 from streams.bridge.signature import SignatureVerifier
 from streams.kafka.producer import AsyncProducer
@@ -274,6 +275,7 @@ async def serve(
 
 def run(settings: Settings) -> int:
     """`voucherify-streams bridge`: serve until SIGTERM/SIGINT; 0 after a clean shutdown."""
+    logs.install(settings)  # a broker outage: one line per node per interval, with a count
     try:
         app = create_app(settings)
     except ConfigError as exc:

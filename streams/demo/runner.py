@@ -22,7 +22,7 @@ from typing import Any
 
 from streams.bridge.signature import sign
 from streams.demo.generator import Webhook, webhooks
-from streams.kafka.local import KafkaError, LocalKafka, broker_answers
+from streams.kafka.local import KafkaError, LocalCluster, broker_answers
 from streams.progress import Progress
 from streams.settings import Settings
 
@@ -33,7 +33,7 @@ SIGNATURE_HEADER = "x-voucherify-signature"
 class Started:
     """What this demo run started (and so what `--stop` stops)."""
 
-    kafka: LocalKafka | None = None
+    kafka: LocalCluster | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
 
@@ -91,10 +91,12 @@ def ensure_kafka(settings: Settings, started: Started) -> None:
     host, _, port = settings.bootstrap_servers.split(",")[0].rpartition(":")
     if host not in {"localhost", "127.0.0.1"}:
         raise KafkaError(f"Kafka at {settings.bootstrap_servers} does not answer")
-    broker = LocalKafka.from_settings(settings.with_(kafka_port=int(port)))
-    print(f"Kafka: starting a local broker on {broker.bootstrap} (log {broker.log_file}) ...")
-    broker.start()
-    started.kafka = broker
+    cluster = LocalCluster.from_settings(settings.with_(kafka_port=int(port)))
+    what = "a local broker" if cluster.size == 1 else f"a local {cluster.size}-node cluster"
+    logs = ", ".join(str(n.log_file) for n in cluster.nodes)
+    print(f"Kafka: starting {what} on {cluster.bootstrap} (log {logs}) ...")
+    cluster.start()
+    started.kafka = cluster
 
 
 def ensure_worker(settings: Settings, started: Started, logs: Path) -> str:

@@ -22,6 +22,18 @@ def admin_client(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
 
 
+def cluster_size(bootstrap: str, timeout: float = 30.0) -> int:
+    """How many brokers the cluster has: those the metadata lists, plus any broker named as a
+    replica of a partition while it is down (the metadata lists only live brokers, and a worker
+    restarted during a broker outage must not take a 3-node cluster for a 2-node one)."""
+    meta = admin_client(bootstrap).list_topics(timeout=timeout)
+    ids = set(meta.brokers)
+    for topic in meta.topics.values():
+        for partition in topic.partitions.values():
+            ids.update(partition.replicas)
+    return len(ids)
+
+
 def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
     admin = admin_client(bootstrap)

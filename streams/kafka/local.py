@@ -1,6 +1,16 @@
-"""A real single-node Apache Kafka (KRaft) run from Apache's own jars, fetched by Maven.
+"""A real Apache Kafka (KRaft) run from Apache's own jars, fetched by Maven: one node, or a
+cluster of up to five.
 
-`voucherify-streams kafka start|stop|status` is a thin front end over `LocalKafka`.
+`LocalKafka` is one node; `LocalCluster` is what `voucherify-streams kafka start|stop|status|
+reset [--brokers N] [--node I]` drives.
+
+A cluster's nodes all run the combined broker+controller roles, so every node is a voter of the
+KRaft quorum (three nodes: a majority of two keeps the metadata writable with one node down).
+Ports: node i (1..N) listens on `base + 2(i-1)` (clients and replication) and `base + 2(i-1) + 1`
+(its controller), base being STREAMS_KAFKA_PORT; five nodes span ten ports, so two clusters whose
+base ports are ten or more apart never collide, and one node keeps the ports it always had.
+State: one node under `<home>/<port>/`, a cluster under `<home>/cluster-<base>/` (`cluster.json`:
+size and cluster id; `node-<i>/`: data, server.properties, kafka.log, kafka.pid).
 """
 
 from __future__ import annotations
@@ -8,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import json
 import os
 import shutil
 import signal
@@ -16,7 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.settings import Settings
@@ -25,8 +36,19 @@ POM = Path(__file__).with_name("pom.xml")
 LOG4J = Path(__file__).with_name("log4j2.properties")
 
 
+#: The largest local cluster: its ten ports fit between two base ports ten apart.
+MAX_NODES = 5
+
+
 class KafkaError(RuntimeError):
     """A problem starting or stopping the local broker, worded for the operator."""
+
+
+def replication_for(size: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) on a cluster of `size` brokers: 3 and 2 from
+    three brokers on (a write survives one broker down), all of them and 1 below that."""
+    rf = min(3, max(1, size))
+    return rf, 2 if rf >= 3 else 1
 
 
 def kafka_version() -> str:
@@ -65,6 +87,15 @@ def free_port_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
+def free_port_block(count: int, attempts: int = 100) -> int:
+    """A free port followed by `count - 1` free ports (a local cluster's base port)."""
+    for _ in range(attempts):
+        port = free_port()
+        if port + count <= 65535 and not any(port_in_use(p) for p in range(port, port + count)):
+            return port
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
     """True when a broker answers a metadata request."""
     from confluent_kafka.admin import AdminClient
@@ -86,12 +117,23 @@ def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
 
 @dataclass(frozen=True)
 class LocalKafka:
-    """One local broker, identified by its port; state lives under `kafka_home/<port>/`."""
+    """One local node (broker and controller), identified by its port; state lives under
+    `kafka_home/<port>/`, or `state_root` for a node of a cluster."""
 
     port: int
     controller_port: int
     home: Path
     heap: str = "1g"
+    node_id: int = 1
+    #: `controller.quorum.voters` (empty: this node alone).
+    voters: str = ""
+    #: Brokers in its cluster: the internal topics' replication follows it.
+    cluster_size: int = 1
+    state_root: Path | None = None
+    #: Cluster id to format a fresh data dir with (empty: a new one).
+    cluster_id: str = ""
+    #: Extra JVM options (the tests trade peak speed for a quicker start-up).
+    jvm_options: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalKafka:
@@ -112,7 +154,11 @@ class LocalKafka:
 
     @property
     def state_dir(self) -> Path:
-        return self.home / str(self.port)
+        return self.state_root or self.home / str(self.port)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
 
     @property
     def log_file(self) -> Path:
@@ -175,37 +221,39 @@ class LocalKafka:
         return f"running, pid {pid}, {self.bootstrap}, {state}; log {self.log_file}"
 
     # --- start/stop ---
-    def start(self, timeout: float = 90.0) -> bool:
-        """Start the broker; False when it was already running. Waits until it answers."""
-        if self.pid() is not None:
-            if not broker_answers(self.bootstrap, timeout=timeout):
-                raise KafkaError(
-                    f"broker pid {self.pid()} is running but does not answer on "
-                    f"port {self.port}; see {self.log_file}"
-                )
-            return False
+    def describe(self) -> str:
+        """How the operator finds this node: its number, ports and log."""
+        return (
+            f"node {self.node_id} (port {self.port}, controller port {self.controller_port}; "
+            f"log {self.log_file})"
+        )
+
+    def check_ports(self) -> None:
         for port in (self.port, self.controller_port):
             if port_in_use(port):
+                kind = "port" if port == self.port else "controller port"
+                whose = f"node {self.node_id}'s {kind}" if self.cluster_size > 1 else kind
                 raise KafkaError(
-                    f"port {port} is already in use by another process; choose "
+                    f"port {port} is already in use by another process ({whose}); choose "
                     "another with --kafka-port / STREAMS_KAFKA_PORT"
                 )
+
+    def prepare(self) -> subprocess.Popen[bytes] | None:
+        """Write its configuration and format its data dir when new; returns the formatting
+        process to wait for (None: formatted already)."""
         jars = self.fetch_jars()
-        java = _java()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        data = self.state_dir / "data"
         props = self.state_dir / "server.properties"
-        props.write_text(self._properties(data), encoding="utf-8")
-        classpath = f"{jars}{os.sep}*"
-        if not (data / "meta.properties").exists():
-            cluster_id = "-"
-            while cluster_id.startswith("-"):  # the storage tool would read it as an option
-                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            fmt = subprocess.run(
+        props.write_text(self._properties(self.data_dir), encoding="utf-8")
+        if (self.data_dir / "meta.properties").exists():
+            return None
+        cluster_id = self.cluster_id or new_cluster_id()
+        with open(self.state_dir / "format.out", "wb") as out:
+            return subprocess.Popen(
                 [
-                    java,
+                    _java(),
                     "-cp",
-                    classpath,
+                    f"{jars}{os.sep}*",
                     f"-Dlog4j2.configurationFile={LOG4J}",
                     f"-Dkafka.logs.file={self.state_dir / 'format.log'}",
                     "kafka.tools.StorageTool",
@@ -215,23 +263,32 @@ class LocalKafka:
                     "-c",
                     str(props),
                 ],
-                capture_output=True,
-                text=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
-            if fmt.returncode != 0:
-                raise KafkaError(f"formatting the KRaft log dir failed:\n{fmt.stdout}{fmt.stderr}")
+
+    def format_failed(self, proc: subprocess.Popen[bytes]) -> KafkaError | None:
+        if proc.wait() == 0:
+            return None
+        text = (self.state_dir / "format.out").read_text(errors="replace")[-2000:]
+        return KafkaError(f"formatting the KRaft log dir of {self.describe()} failed:\n{text}")
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the JVM (configured and formatted already); does not wait."""
         cmd = [
-            java,
+            _java(),
             "-Xms256m",
             f"-Xmx{self.heap}",
             "-XX:+UseG1GC",
+            *self.jvm_options,
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J}",
             f"-Dkafka.logs.file={self.log_file}",
             "-cp",
-            classpath,
+            f"{self.jars}{os.sep}*",
             "kafka.Kafka",
-            str(props),
+            str(self.state_dir / "server.properties"),
         ]
         with open(self.state_dir / "kafka.out", "ab") as out:
             proc = subprocess.Popen(
@@ -242,26 +299,65 @@ class LocalKafka:
                 start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
+        return proc
+
+    def exited(self, proc: subprocess.Popen[bytes]) -> KafkaError | None:
+        """An error naming this node when its JVM has exited."""
+        if proc.poll() is None:
+            return None
+        self.pid_file.unlink(missing_ok=True)
+        return KafkaError(
+            f"{self.describe()} exited with code {proc.returncode} before it answered; "
+            f"see {self.log_file} and {self.state_dir / 'kafka.out'}"
+        )
+
+    def start(self, timeout: float = 90.0) -> bool:
+        """Start the broker; False when it was already running. Waits until it answers."""
+        if self.pid() is not None:
+            if not broker_answers(self.bootstrap, timeout=timeout):
+                raise KafkaError(
+                    f"broker pid {self.pid()} is running but does not answer on "
+                    f"port {self.port}; see {self.log_file}"
+                )
+            return False
+        self.check_ports()
+        fmt = self.prepare()
+        if fmt is not None and (err := self.format_failed(fmt)):
+            raise err
+        proc = self.launch()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise KafkaError(
-                    f"the broker exited with code {proc.returncode}; "
-                    f"see {self.log_file} and {self.state_dir / 'kafka.out'}"
-                )
+            if err := self.exited(proc):
+                raise err
             if broker_answers(self.bootstrap, timeout=1.0):
                 return True
             time.sleep(0.3)
         self.stop()
-        raise KafkaError(f"the broker did not answer within {timeout:.0f}s; see {self.log_file}")
+        raise KafkaError(
+            f"{self.describe() if self.cluster_size > 1 else 'the broker'} did not answer "
+            f"within {timeout:.0f}s; see {self.log_file}"
+        )
+
+    def signal_stop(self) -> int | None:
+        """SIGTERM (a controlled shutdown) without waiting; its pid, or None."""
+        pid = self.pid()
+        if pid is not None:
+            _signal(pid, signal.SIGTERM)
+        return pid
+
+    def answers(self, timeout: float = 2.0) -> bool:
+        return broker_answers(self.bootstrap, timeout=timeout)
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stop the broker; False when it was not running."""
-        pid = self.pid()
+        pid = self.signal_stop()
         if pid is None:
             return False
-        _signal(pid, signal.SIGTERM)
+        self.wait_stopped(pid, timeout)
+        return True
+
+    def wait_stopped(self, pid: int, timeout: float = 60.0) -> None:
+        """After `signal_stop`: until the JVM is gone (SIGKILL past `timeout`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.2)
@@ -270,7 +366,6 @@ class LocalKafka:
             while _alive(pid):
                 time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
-        return True
 
     def kill(self) -> None:
         """SIGKILL the broker (fault tests): no clean shutdown."""
@@ -288,34 +383,392 @@ class LocalKafka:
         shutil.rmtree(self.state_dir / "data", ignore_errors=True)
 
     def _properties(self, data: Path) -> str:
-        return "\n".join(
-            [
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                f"log.dirs={data}",
-                "num.partitions=1",
-                "auto.create.topics.enable=true",
-                # Single node: internal topics cannot have more replicas than brokers.
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=6",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "transaction.state.log.num.partitions=6",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "log.retention.hours=168",
-                "log.segment.bytes=104857600",
-                "log.cleaner.dedupe.buffer.size=16777216",
-                "",
+        rf, min_isr = replication_for(self.cluster_size)
+        voters = self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}"
+        lines = [
+            "process.roles=broker,controller",
+            f"node.id={self.node_id}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={data}",
+            "num.partitions=1",
+            "auto.create.topics.enable=true",
+            # Internal topics (offsets, transaction state) as replicated as the project's own:
+            # one replica on a single node, three with min.insync.replicas=2 on a cluster.
+            f"default.replication.factor={rf}",
+            f"offsets.topic.replication.factor={rf}",
+            "offsets.topic.num.partitions=6",
+            f"transaction.state.log.replication.factor={rf}",
+            f"transaction.state.log.min.isr={min_isr}",
+            "transaction.state.log.num.partitions=6",
+            f"share.coordinator.state.topic.replication.factor={rf}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
+            "group.initial.rebalance.delay.ms=0",
+            "log.retention.hours=168",
+            "log.segment.bytes=104857600",
+            "log.cleaner.dedupe.buffer.size=16777216",
+        ]
+        if self.cluster_size > 1:
+            lines += [
+                f"min.insync.replicas={min_isr}",
+                # Never elect a replica that missed acknowledged writes.
+                "unclean.leader.election.enable=false",
             ]
+        return "\n".join([*lines, ""])
+
+
+def new_cluster_id() -> str:
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # the storage tool would read it as an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return cluster_id
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    node: LocalKafka
+    pid: int | None
+    answers: bool
+    quorum_leader: bool
+
+    def line(self) -> str:
+        n = self.node
+        role = "broker+controller" + (", quorum leader" if self.quorum_leader else "")
+        if self.pid is None:
+            state = "not running"
+        else:
+            state = f"pid {self.pid}, " + ("answering" if self.answers else "NOT answering")
+        return (
+            f"node {n.node_id} ({role}): {state}; localhost:{n.port}, controller "
+            f"127.0.0.1:{n.controller_port}; log {n.log_file}"
         )
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """`size` local nodes numbered 1..size, every port derived from `base_port` (see the module
+    docstring). One node is exactly the `LocalKafka` of before, under `<home>/<port>/`."""
+
+    base_port: int
+    size: int
+    home: Path
+    heap: str = "1g"
+    #: One node only: its controller port when not `base_port + 1`.
+    controller_port: int = 0
+    jvm_options: tuple[str, ...] = ()
+    _cluster_id: list[str] = field(default_factory=list, compare=False, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalCluster:
+        if settings.brokers > 1 and settings.kafka_controller_port:
+            raise KafkaError(
+                "STREAMS_KAFKA_CONTROLLER_PORT is for one broker only: a cluster's ports all "
+                "derive from STREAMS_KAFKA_PORT"
+            )
+        return cls(
+            settings.kafka_port,
+            settings.brokers,
+            Path(settings.kafka_home),
+            settings.kafka_heap,
+            settings.kafka_controller_port,
+        )
+
+    @classmethod
+    def for_command(cls, settings: Settings, action: str) -> LocalCluster:
+        """The cluster a `kafka` command means. Without --brokers (one node), a cluster whose
+        data lives at this base port is meant when no single node runs there: so `stop`,
+        `status` and `reset` need no --brokers, and `start` finds a running cluster."""
+        cluster = cls.from_settings(settings)
+        if cluster.size > 1 or cluster.nodes[0].pid() is not None:
+            return cluster
+        recorded = cluster.recorded_size()
+        if recorded is None or recorded == 1:
+            return cluster
+        other = cls(cluster.base_port, recorded, cluster.home, cluster.heap)
+        if action != "start" or other.running():
+            return other
+        return cluster
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.size <= MAX_NODES:
+            raise KafkaError(f"--brokers: expected 1 to {MAX_NODES}, got {self.size}")
+        if not 1024 <= self.base_port <= 65535 - 2 * self.size + 1:
+            raise KafkaError(
+                f"--kafka-port {self.base_port}: a {self.size}-node cluster needs ports "
+                f"{self.base_port}-{self.base_port + 2 * self.size - 1} within 1024-65535"
+            )
+
+    # --- layout ---
+    @property
+    def cluster_dir(self) -> Path:
+        return self.home / f"cluster-{self.base_port}"
+
+    @property
+    def manifest(self) -> Path:
+        return self.cluster_dir / "cluster.json"
+
+    def recorded_size(self) -> int | None:
+        """The size of the cluster whose data lives under `cluster_dir`, if any (the manifest
+        is written once every node is formatted)."""
+        try:
+            return int(json.loads(self.manifest.read_text())["size"])
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+
+    def cluster_id(self) -> str:
+        if not self._cluster_id:
+            try:
+                self._cluster_id.append(json.loads(self.manifest.read_text())["cluster_id"])
+            except (FileNotFoundError, ValueError, KeyError):
+                self._cluster_id.append(new_cluster_id())
+        return self._cluster_id[0]
+
+    @property
+    def nodes(self) -> list[LocalKafka]:
+        if self.size == 1:
+            controller = self.controller_port or self.base_port + 1
+            return [
+                LocalKafka(
+                    self.base_port, controller, self.home, self.heap, jvm_options=self.jvm_options
+                )
+            ]
+        ports = [(self.base_port + 2 * i, self.base_port + 2 * i + 1) for i in range(self.size)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
+        return [
+            LocalKafka(
+                port,
+                controller,
+                self.home,
+                self.heap,
+                node_id=i + 1,
+                voters=voters,
+                cluster_size=self.size,
+                state_root=self.cluster_dir / f"node-{i + 1}",
+                cluster_id=self.cluster_id(),
+                jvm_options=self.jvm_options,
+            )
+            for i, (port, controller) in enumerate(ports)
+        ]
+
+    def node(self, node_id: int) -> LocalKafka:
+        if not 1 <= node_id <= self.size:
+            raise KafkaError(f"--node {node_id}: the cluster has nodes 1 to {self.size}")
+        return self.nodes[node_id - 1]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def running(self) -> list[LocalKafka]:
+        return [n for n in self.nodes if n.pid() is not None]
+
+    # --- lifecycle ---
+    def start(self, timeout: float = 120.0) -> bool:
+        """Start every node that is not running and wait until all of them answer and see the
+        whole cluster; False when all were running already. On any failure every node this
+        call started is stopped again (never a half-started cluster) and the error names the
+        node, its port and its log."""
+        if self.size == 1:
+            return self.nodes[0].start(timeout)
+        recorded = self.recorded_size()
+        if recorded is not None and recorded != self.size:
+            raise KafkaError(
+                f"the data under {self.cluster_dir} is a {recorded}-node cluster's: start it "
+                f"with --brokers {recorded}, or `kafka reset --brokers {recorded}` first"
+            )
+        todo = [n for n in self.nodes if n.pid() is None]
+        if not todo:
+            self.wait_healthy(timeout)
+            return False
+        for n in todo:
+            n.check_ports()
+        self.cluster_dir.mkdir(parents=True, exist_ok=True)
+        self.nodes[0].fetch_jars()
+        # Format in parallel: a JVM each, and on two cores that is most of the start-up.
+        formats = [(n, n.prepare()) for n in todo]
+        errors = [e for n, p in formats if p is not None and (e := n.format_failed(p))]
+        if errors:
+            raise errors[0]
+        self.manifest.write_text(json.dumps({"size": self.size, "cluster_id": self.cluster_id()}))
+        procs = {n.node_id: (n, n.launch()) for n in todo}
+        try:
+            self._wait_joined(procs, timeout)
+        except BaseException:
+            self._stop_nodes([n for n, _ in procs.values()])
+            raise
+        return True
+
+    def _wait_joined(
+        self,
+        procs: dict[int, tuple[LocalKafka, subprocess.Popen[bytes]]],
+        timeout: float,
+        everyone: bool = True,
+    ) -> None:
+        """Until each started node answers and lists every node as a broker (`everyone`), or
+        itself (one node started while others are down)."""
+        deadline = time.monotonic() + timeout
+        pending = dict(procs)
+        while pending:
+            for node_id, (node, proc) in list(pending.items()):
+                if err := node.exited(proc):
+                    raise err
+                seen = brokers_seen(node.bootstrap)
+                if len(seen) == self.size if everyone else node_id in seen:
+                    del pending[node_id]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                names = "; ".join(n.describe() for n, _ in pending.values())
+                raise KafkaError(
+                    f"did not join the cluster within {timeout:.0f}s (stopped again): {names}"
+                )
+            time.sleep(0.5)
+
+    def _sees_cluster(self, node: LocalKafka) -> bool:
+        """The node answers, and its metadata lists every node as a broker."""
+        return len(brokers_seen(node.bootstrap)) == self.size
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Until every node answers and sees the whole cluster."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self._sees_cluster(n) for n in self.nodes):
+                return
+            time.sleep(0.5)
+        bad = [n.describe() for n in self.nodes if not self._sees_cluster(n)]
+        raise KafkaError(f"not part of a healthy cluster after {timeout:.0f}s: {'; '.join(bad)}")
+
+    def start_node(self, node_id: int, timeout: float = 90.0) -> bool:
+        """Start one node of the cluster and wait until it answers as a broker of the cluster
+        (its replicas may still be catching up: `wait_in_sync`); False when it was running."""
+        node = self.node(node_id)
+        if self.size == 1:
+            return node.start(timeout)
+        if self.recorded_size() != self.size:
+            raise KafkaError(
+                f"no {self.size}-node cluster under {self.cluster_dir}: start it first"
+            )
+        if node.pid() is not None:
+            return False
+        node.check_ports()
+        fmt = node.prepare()
+        if fmt is not None and (err := node.format_failed(fmt)):
+            raise err
+        proc = node.launch()
+        try:
+            self._wait_joined({node_id: (node, proc)}, timeout, everyone=False)
+        except BaseException:
+            node.stop()
+            raise
+        return True
+
+    def stop_node(self, node_id: int, timeout: float = 60.0) -> bool:
+        """SIGTERM one node (controlled shutdown: its leaderships move first) and wait."""
+        return self.node(node_id).stop(timeout)
+
+    def kill_node(self, node_id: int) -> None:
+        """SIGKILL one node: no controlled shutdown (fault tests)."""
+        self.node(node_id).kill()
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Stop every node; False when none was running."""
+        return self._stop_nodes(self.nodes, timeout)
+
+    @staticmethod
+    def _stop_nodes(nodes: list[LocalKafka], timeout: float = 60.0) -> bool:
+        # All at once: a node stopped last, alone, could not reach a controller majority for its
+        # controlled shutdown and would wait the whole timeout.
+        pids = [(n, pid) for n in nodes if (pid := n.signal_stop()) is not None]
+        for n, pid in pids:
+            n.wait_stopped(pid, timeout)
+        return bool(pids)
+
+    def reset(self) -> None:
+        """Delete every node's data (all must be stopped)."""
+        if self.size == 1:
+            self.nodes[0].reset()
+            return
+        if self.running():
+            raise KafkaError("stop the cluster before resetting its data")
+        for n in self.nodes:
+            shutil.rmtree(n.data_dir, ignore_errors=True)
+        self.manifest.unlink(missing_ok=True)
+
+    # --- inspection ---
+    def quorum_leader(self) -> int | None:
+        """The node id of the KRaft quorum's leader (the active controller), from the newest
+        `quorum-state` among running nodes; None when no leader is known."""
+        best: tuple[int, int] | None = None
+        for n in self.running():
+            try:
+                state = json.loads(
+                    (n.data_dir / "__cluster_metadata-0" / "quorum-state").read_text()
+                )
+            except (OSError, ValueError):
+                continue
+            epoch, leader = int(state.get("leaderEpoch", -1)), int(state.get("leaderId", -1))
+            if leader > 0 and (best is None or epoch > best[0]):
+                best = (epoch, leader)
+        return best[1] if best else None
+
+    def under_replicated(self, timeout: float = 5.0) -> int | None:
+        """Partitions (of every topic, internal ones included) whose in-sync replicas are
+        fewer than their replicas, or that have no leader; None when no node answers."""
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        try:
+            meta = admin.list_topics(timeout=timeout)
+        except Exception:
+            return None
+        return sum(
+            1
+            for topic in meta.topics.values()
+            for p in topic.partitions.values()
+            if p.leader < 0 or len(p.isrs) < len(p.replicas)
+        )
+
+    def wait_in_sync(self, timeout: float = 60.0) -> float:
+        """Until every partition has all its replicas in sync (a restarted node caught up);
+        returns the seconds it took."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.under_replicated() == 0:
+                return time.monotonic() - started
+            time.sleep(0.25)
+        raise KafkaError(
+            f"{self.under_replicated()} partitions still under-replicated after {timeout:.0f}s"
+        )
+
+    def status(self) -> list[NodeStatus]:
+        leader = self.quorum_leader() if self.size > 1 else None
+        out = []
+        for n in self.nodes:
+            pid = n.pid()
+            out.append(NodeStatus(n, pid, pid is not None and n.answers(), leader == n.node_id))
+        return out
+
+
+def brokers_seen(bootstrap: str, timeout: float = 2.0) -> set[int]:
+    """Ids of the brokers a metadata request lists (empty when nothing answers)."""
+    from confluent_kafka.admin import AdminClient
+
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        socket.create_connection((host or "localhost", int(port)), timeout=timeout).close()
+    except (OSError, ValueError):
+        return set()
+    admin = AdminClient(
+        {"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": int(timeout * 1000)}
+    )
+    try:
+        return set(admin.list_topics(timeout=timeout).brokers)
+    except Exception:
+        return set()
 
 
 def _java() -> str:

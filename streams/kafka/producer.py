@@ -51,34 +51,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
-class _RepeatFilter(logging.Filter):
-    """Lets one copy of a repeating librdkafka message through per `interval_s` (a broker
-    outage makes librdkafka report every reconnect attempt)."""
-
-    def __init__(self, interval_s: float = 30.0) -> None:
-        super().__init__()
-        self.interval_s = interval_s
-        self._seen: dict[str, float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = record.getMessage()
-        # Drop the "[thrd:...]" / timing details that differ between repeats.
-        key = key.split("]: ", 1)[-1][:120]
-        now = time.monotonic()
-        last = self._seen.get(key)
-        if last is not None and now - last < self.interval_s:
-            return False
-        if len(self._seen) > 1000:
-            self._seen.clear()
-        self._seen[key] = now
-        return True
-
-
 #: How often the event loop serves delivery reports while records are in flight (s).
 LOOP_POLL_INTERVAL_S = 0.001
 
+#: librdkafka's own log lines (a broker outage repeats them: streams.logs summarises them).
 librdkafka_log = logging.getLogger("streams.kafka.librdkafka")
-librdkafka_log.addFilter(_RepeatFilter())
 
 
 class ProducerError(Exception):

@@ -23,7 +23,7 @@ def _compose_plugin() -> bool:
 def test_compose_file_shape() -> None:
     spec = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = spec["services"]
-    assert set(services) == {"kafka", "registry", "bridge", "worker"}
+    assert set(services) == {"kafka", "registry", "bridge", "worker", *CLUSTER}
     registry = services["registry"]
     assert registry["image"].startswith("apicurio/apicurio-registry:")
     assert registry["profiles"] == ["registry"]  # opt-in: the default stack is unchanged
@@ -40,6 +40,51 @@ def test_compose_file_shape() -> None:
         assert svc["environment"]["SCHEMA_REGISTRY_URL"] == "${SCHEMA_REGISTRY_URL:-}"
         assert svc["depends_on"]["registry"]["required"] is False
     assert (ROOT / "Dockerfile").exists()
+
+
+#: The `cluster` profile: three brokers and their own bridge and worker.
+CLUSTER = {"kafka-1", "kafka-2", "kafka-3", "bridge-cluster", "worker-cluster"}
+NODES = ("kafka-1", "kafka-2", "kafka-3")
+
+
+def test_cluster_profile_three_brokers_replicated_like_production() -> None:
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    for name in CLUSTER:
+        assert services[name]["profiles"] == ["cluster"], name  # opt-in
+    envs = [services[n]["environment"] for n in NODES]
+    assert [e["KAFKA_NODE_ID"] for e in envs] == [1, 2, 3]
+    voters = "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"
+    external = []
+    for name, env in zip(NODES, envs, strict=True):
+        assert services[name]["image"] == services["kafka"]["image"]
+        assert "healthcheck" in services[name]
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters
+        assert env["CLUSTER_ID"] == envs[0]["CLUSTER_ID"]
+        assert f"INTERNAL://{name}:29092" in env["KAFKA_ADVERTISED_LISTENERS"]
+        # Replication 3 and two in sync for every topic, the internal ones included.
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == 3
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == 2
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3
+        assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == 3
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == 2
+        (port,) = services[name]["ports"]
+        assert port.startswith("127.0.0.1:")  # loopback only
+        external.append(port)
+    assert len(set(external)) == 3
+    for name, single in (("bridge-cluster", "bridge"), ("worker-cluster", "worker")):
+        svc, base = services[name], services[single]
+        assert svc["build"] == "." and svc["command"] == base["command"]
+        env = svc["environment"]
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == ",".join(f"{n}:29092" for n in NODES)
+        # The same settings as the single-node stack, bar the brokers.
+        assert {k: v for k, v in env.items() if k != "KAFKA_BOOTSTRAP_SERVERS"} == {
+            k: v for k, v in base["environment"].items() if k != "KAFKA_BOOTSTRAP_SERVERS"
+        }
+        assert "STREAMS_TOPIC_REPLICATION" not in env  # the cluster's size: 3
+        for node in NODES:
+            assert svc["depends_on"][node]["condition"] == "service_healthy"
+        assert set(svc["ports"]).isdisjoint(base.get("ports", []))
 
 
 @pytest.mark.skipif(not _compose_plugin(), reason="no `docker compose` plugin on this machine")

@@ -31,3 +31,20 @@ def test_every_topic_with_its_configuration() -> None:
 def test_raw_topic_only_when_set() -> None:
     assert "raw" not in {t.name for t in project_topics(Settings())}
     assert "raw" in {t.name for t in project_topics(Settings(raw_topic="raw"))}
+
+
+def test_replicated_three_times_two_in_sync() -> None:
+    s = Settings(topic_prefix="t.", app_id="app", topic_replication=3)
+    specs = project_topics(s, internal=["t.app-loyalty-deltas"], changelogs=["app-x-changelog"])
+    assert {(t.replication, t.config["min.insync.replicas"]) for t in specs} == {(3, "2")}
+    assert all(
+        t.config.get("cleanup.policy") == "compact"
+        for t in specs
+        if t.name.startswith("t.analytics") or t.name.endswith("changelog")
+    )
+    # Explicit min ISR wins; one replica keeps the broker's default, as before clusters.
+    explicit = Settings(topic_replication=3, topic_min_insync=3)
+    assert {t.config["min.insync.replicas"] for t in project_topics(explicit)} == {"3"}
+    assert all(
+        "min.insync.replicas" not in t.config for t in project_topics(Settings(topic_replication=1))
+    )

@@ -184,10 +184,11 @@ def lost_acknowledged(settings: Settings, acked: list[Webhook]) -> set[str]:
     """Sendout ids answered 2xx that are not in the customer.deleted topic (read whole: a
     retried webhook may be there twice)."""
     acked_ids = {json.loads(h.body)["id"] for h in acked}
+    # Read to the end as it is now: a 2xx was sent only once its record was in the log.
     topic = read_topic(
         settings.bootstrap_servers,
         settings.topic(settings.customer_deleted_topic),
         timeout=120,
-        idle=5,
+        to_end=True,
     )
     return acked_ids - {dict(m.headers() or [])["sendout_id"].decode() for m in topic}
