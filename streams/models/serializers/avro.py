@@ -26,6 +26,7 @@ from importlib.resources.abc import Traversable
 from typing import Any, cast
 
 import fastavro
+from fastavro.schema import fingerprint as canonical_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 from streams.models.errors import DecodeError, ValidationError
@@ -41,7 +42,6 @@ __all__ = [
     "SCHEMA_DIR",
     "SINGLE_OBJECT_MAGIC",
     "AvroCodec",
-    "crc64_avro",
     "get_codec",
     "load_schema_file",
     "schema_files",
@@ -55,32 +55,6 @@ CONFLUENT_MAGIC = b"\x00"
 
 _SOE_HEADER_LEN = 10
 _CONFLUENT_HEADER_LEN = 5
-
-# CRC-64-AVRO (Rabin), exactly as the Avro specification gives it.
-_CRC64_EMPTY = 0xC15D213AA4D7A795
-_CRC64_TABLE: tuple[int, ...] = ()
-
-
-def _crc64_table() -> tuple[int, ...]:
-    table = []
-    for i in range(256):
-        fp = i
-        for _ in range(8):
-            fp = (fp >> 1) ^ (_CRC64_EMPTY & -(fp & 1))
-        table.append(fp)
-    return tuple(table)
-
-
-_CRC64_TABLE = _crc64_table()
-
-
-def crc64_avro(data: bytes) -> int:
-    """The 64-bit Rabin fingerprint of `data` (the Avro spec's CRC-64-AVRO)."""
-    fp = _CRC64_EMPTY
-    table = _CRC64_TABLE
-    for byte in data:
-        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
-    return fp
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +86,8 @@ def _make_schema(raw: dict[str, Any], source: str) -> _Schema:
         # A fresh named-types table per version: v0 and v1 define the same names differently.
         parsed=cast(dict[str, Any], fastavro.parse_schema(raw, named_schemas={})),
         text=json.dumps(raw, separators=(",", ":"), ensure_ascii=False),
-        fingerprint=crc64_avro(pcf.encode("utf-8")).to_bytes(8, "little"),
+        # fastavro gives the CRC-64-AVRO as the hex of its little-endian bytes, as framed.
+        fingerprint=bytes.fromhex(canonical_fingerprint(pcf, "CRC-64-AVRO")),
         source=source,
     )
 
