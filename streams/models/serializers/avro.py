@@ -30,11 +30,10 @@ from fastavro.schema import fingerprint as canonical_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 from streams.models.errors import DecodeError, ValidationError
-from streams.models.serializers.codegen import compile_writer as generate_writer
 from streams.models.serializers.projection import Keep, Reader, compile_reader
 from streams.models.serializers.projection import Unsupported as NoProjection
 from streams.models.serializers.registry import SchemaRegistry, new_client, subject_for
-from streams.models.serializers.writer import Unsupported, Writer
+from streams.models.serializers.writer import Unsupported, Writer, compile_writer
 from streams.settings import Settings
 
 __all__ = [
@@ -109,7 +108,7 @@ def schema_files(directory: Traversable) -> list[Traversable]:
 def _writer_for(parsed: dict[str, Any]) -> Writer:
     """The generated writer of `parsed`, or fastavro's where the generator declines."""
     try:
-        return generate_writer(parsed)
+        return compile_writer(parsed)
     except Unsupported:
 
         def write(buf: bytearray, datum: Any) -> None:
