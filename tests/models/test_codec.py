@@ -135,6 +135,9 @@ ENCODE_ERRORS = [
     ("DeadLetter", {"headers": {"a": 1}}, 'headers["a"]: expected string, got integer'),
     ("CustomerDeletion", {"campaigns": ["a", None]}, "campaigns[1]: must not be null"),
     ("CustomerDeletion", {"tiers": "ltr_1"}, "tiers: expected array, got string"),
+    ("CustomerDeletion", {"tiers": None}, "tiers: expected array, got null"),
+    ("DeadLetter", {"headers": {1: "v"}}, "headers: expected string keys, got integer"),
+    ("LoyaltyPointsLost", {"points_lost": ""}, "points_lost: expected integer, got string"),
 ]
 
 

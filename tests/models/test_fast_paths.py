@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.models import customer_deleted as cd
+from streams.models.errors import ValidationError
 from streams.models.serializers import writer
 from streams.models.serializers.writer import Unsupported
 from tests.models.strategies import DATETIMES, JSON_VALUES, LONGS, TEXT, WEBHOOKS
@@ -246,9 +247,9 @@ def _agree(payload: Any) -> None:
     assert payload == before  # never mutates its input
     try:
         slow = cd._parse_slowly(payload)
-    except cd.ValidationError as exc:
+    except ValidationError as exc:
         assert fast is None, f"fast path accepted what the converters reject: {exc}"
-        with pytest.raises(cd.ValidationError) as info:
+        with pytest.raises(ValidationError) as info:
             cd.parse_webhook(payload)
         assert str(info.value) == str(exc)
         return
@@ -341,5 +342,5 @@ def test_fast_path_takes_the_usual_webhook(example_payload: dict[str, Any]) -> N
 )
 def test_fast_path_declines_bad_payloads(payload: Any) -> None:
     _agree(payload)
-    with pytest.raises(cd.ValidationError):
+    with pytest.raises(ValidationError):
         cd.parse_webhook(payload)

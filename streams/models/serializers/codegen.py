@@ -13,7 +13,7 @@ import linecache
 from itertools import count
 from typing import Any
 
-__all__ = ["PRIMITIVE", "Source", "Unsupported", "named_types"]
+__all__ = ["PRIMITIVE", "Source", "Unsupported"]
 
 PRIMITIVE = frozenset(("null", "boolean", "int", "long", "float", "double", "bytes", "string"))
 _ids = count()
@@ -21,11 +21,6 @@ _ids = count()
 
 class Unsupported(Exception):
     """The schema uses a construct the generator does not compile (the caller keeps fastavro)."""
-
-
-def named_types(schema: Any) -> dict[str, Any]:
-    """The named types of a fastavro-parsed schema, by full name."""
-    return dict(schema.get("__named_schemas", {})) if isinstance(schema, dict) else {}
 
 
 class Source:

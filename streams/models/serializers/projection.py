@@ -22,7 +22,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streams.models.serializers.codegen import Source, Unsupported, named_types
+from streams.models.contract import named_types
+from streams.models.serializers.codegen import Source, Unsupported
 
 __all__ = ["WORKER_FIELDS", "Keep", "Reader", "Unsupported", "compile_reader", "source_of"]
 

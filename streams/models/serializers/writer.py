@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.models.serializers.codegen import PRIMITIVE, Source, Unsupported, named_types
+from streams.models.contract import named_types
+from streams.models.serializers.codegen import PRIMITIVE, Source, Unsupported
 
 __all__ = ["Mismatch", "Unsupported", "Writer", "compile_writer", "source_of"]
 
