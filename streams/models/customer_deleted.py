@@ -192,10 +192,8 @@ class _FastGen(Source):
         elif kind == "json_text":
             self.emit(d, f'{x} = "{{}}" if type({x}) is dict and not {x} else {slow}')
         elif kind == "event_type":
-            self.emit(d, f"if type({x}) is str and {x} == _EVENT_TYPE:")
-            self.emit(d + 1, f"{x} = _EVENT_TYPE")
-            self.emit(d, "else:")
-            self.emit(d + 1, f"{x} = {slow}")
+            usual = f"type({x}) is str and {x} == _EVENT_TYPE"
+            self.either(d, usual, f"{x} = _EVENT_TYPE", f"{x} = {slow}")
         elif kind == "array":
             self.emit(d, f"{x} = [] if type({x}) is list and not {x} else {slow}")
         elif kind == "record":

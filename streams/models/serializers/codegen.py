@@ -44,6 +44,13 @@ class Source:
     def emit(self, depth: int, line: str) -> None:
         self.lines.append("    " * depth + line)
 
+    def either(self, depth: int, test: str, then: str, otherwise: str) -> None:
+        """`if test: then` / `else: otherwise`, one line each: the usual value and the rest."""
+        self.emit(depth, f"if {test}:")
+        self.emit(depth + 1, then)
+        self.emit(depth, "else:")
+        self.emit(depth + 1, otherwise)
+
     @property
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"

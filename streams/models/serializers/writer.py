@@ -57,6 +57,15 @@ _BRANCH_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+# Numbers: (the test of the usual value, its bytes, the checking writer of any other value).
+_USUAL: dict[str, tuple[str, str, str]] = {
+    "long": ("type({x}) is int and 0 <= {x} < 64", "_SMALL[{x}]", "_long"),
+    "int": ("type({x}) is int and 0 <= {x} < 64", "_SMALL[{x}]", "_int"),
+    "double": ("type({x}) is float", "_pack_double({x})", "_double"),
+    "float": ("type({x}) is float", "_pack_float({x})", "_float"),
+}
+
+
 class Mismatch(Exception):
     """The datum does not fit the schema (where: ask the contract)."""
 
@@ -284,26 +293,9 @@ class _Gen(Source):
             self.emit(d + 1, "raise _Mismatch")
         elif kind == "string":
             self.string(x, d, "_SMALL")
-        elif kind == "long":
-            self.emit(d, f"if type({x}) is int and 0 <= {x} < 64:")
-            self.emit(d + 1, f"buf += _SMALL[{x}]")
-            self.emit(d, "else:")
-            self.emit(d + 1, f"_long(buf, {x})")
-        elif kind == "int":
-            self.emit(d, f"if type({x}) is int and 0 <= {x} < 64:")
-            self.emit(d + 1, f"buf += _SMALL[{x}]")
-            self.emit(d, "else:")
-            self.emit(d + 1, f"_int(buf, {x})")
-        elif kind == "double":
-            self.emit(d, f"if type({x}) is float:")
-            self.emit(d + 1, f"buf += _pack_double({x})")
-            self.emit(d, "else:")
-            self.emit(d + 1, f"_double(buf, {x})")
-        elif kind == "float":
-            self.emit(d, f"if type({x}) is float:")
-            self.emit(d + 1, f"buf += _pack_float({x})")
-            self.emit(d, "else:")
-            self.emit(d + 1, f"_float(buf, {x})")
+        elif kind in _USUAL:
+            usual, piece, checked = _USUAL[kind]
+            self.either(d, usual.format(x=x), f"buf += {piece.format(x=x)}", f"{checked}(buf, {x})")
         elif kind == "boolean":
             self.emit(d, f"_boolean(buf, {x})")
         elif kind == "bytes":
@@ -348,16 +340,17 @@ class _Gen(Source):
             self.emit(d + 1, f"buf += {prefix}")
         self.emit(d + 1, f"_long(buf, {x})")
 
+    def length(self, expr: str, d: int) -> None:
+        """A count or length: one byte from the table when short."""
+        n = self.var("n")
+        self.emit(d, f"{n} = {expr}")
+        self.either(d, f"{n} < 64", f"buf += _SMALL[{n}]", f"_write_long(buf, {n})")
+
     def array(self, items: Any, x: str, d: int) -> None:
         self.emit(d, f"if not isinstance({x}, (list, tuple)):")
         self.emit(d + 1, "raise _Mismatch")
         self.emit(d, f"if {x}:")
-        n = self.var("n")
-        self.emit(d + 1, f"{n} = len({x})")
-        self.emit(d + 1, f"if {n} < 64:")
-        self.emit(d + 2, f"buf += _SMALL[{n}]")
-        self.emit(d + 1, "else:")
-        self.emit(d + 2, f"_write_long(buf, {n})")
+        self.length(f"len({x})", d + 1)
         item = self.var("i")
         self.emit(d + 1, f"for {item} in {x}:")
         self.value(items, item, d + 2)
@@ -367,12 +360,7 @@ class _Gen(Source):
         self.emit(d, f"if not isinstance({x}, _Mapping):")
         self.emit(d + 1, "raise _Mismatch")
         self.emit(d, f"if {x}:")
-        n = self.var("n")
-        self.emit(d + 1, f"{n} = len({x})")
-        self.emit(d + 1, f"if {n} < 64:")
-        self.emit(d + 2, f"buf += _SMALL[{n}]")
-        self.emit(d + 1, "else:")
-        self.emit(d + 2, f"_write_long(buf, {n})")
+        self.length(f"len({x})", d + 1)
         key, item = self.var("k"), self.var("i")
         self.emit(d + 1, f"for {key}, {item} in {x}.items():")
         self.string(key, d + 2, "_SMALL")
