@@ -32,6 +32,8 @@ import fastavro
 from streams.models.errors import ValidationError
 
 __all__ = [
+    "LONG_MAX",
+    "LONG_MIN",
     "NO_DEFAULT",
     "SCHEMA_DIR",
     "Bad",
@@ -43,6 +45,7 @@ __all__ = [
     "named_types",
     "parsed_schema",
     "schema_files",
+    "string",
     "type_name",
 ]
 
