@@ -1,12 +1,15 @@
 """Micro-benchmark of the Avro codec on the example customer.deleted event (not a test).
 
 Prints the median µs per operation over several repetitions, beside json.dumps/json.loads of
-the same payload, and the ratios. Run: `python bench/codec_bench.py [--repeat 7] [--number N]`.
+the same payload, and the ratios. Also each generated fast path against what it replaces (the
+contract's converters, fastavro's writer, fastavro's full decode): a generated path stays only
+while it is faster. Run: `python bench/codec_bench.py [--repeat 7] [--number N]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import statistics
 import timeit
@@ -14,7 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import fastavro
+
 from streams.models import parse_webhook
+from streams.models.customer_deleted import _parse_slowly
 from streams.models.serializers.avro import AvroCodec
 from streams.models.serializers.projection import WORKER_FIELDS
 
@@ -42,14 +48,24 @@ def main() -> None:
     assert codec.decode(data) == ("CustomerDeleted", datum)
     # What the worker decodes: only the fields it reads (streams.models.serializers.projection).
     projected = codec.projected_decoder("CustomerDeleted", WORKER_FIELDS)
+    schema = codec.schema("CustomerDeleted")
+
+    def fastavro_encode() -> bytes:
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, schema, datum)
+        return out.getvalue()
 
     rows = {
         "json.loads": median_us(lambda: json.loads(text), args.number, args.repeat),
         "json.dumps": median_us(lambda: json.dumps(payload), args.number, args.repeat),
         "parse_webhook": median_us(lambda: parse_webhook(payload), args.number, args.repeat),
+        # Without the generated fast path: the converters alone.
+        "parse converters": median_us(lambda: _parse_slowly(payload), args.number, args.repeat),
         "avro encode": median_us(
             lambda: codec.encode("CustomerDeleted", datum), args.number, args.repeat
         ),
+        # Without the generated writer (the body only, no framing).
+        "fastavro encode": median_us(fastavro_encode, args.number, args.repeat),
         "avro decode": median_us(lambda: codec.decode(data), args.number, args.repeat),
         "worker decode": median_us(lambda: projected(data), args.number, args.repeat),
         "bridge path": median_us(
@@ -61,10 +77,12 @@ def main() -> None:
     print(f"example: {len(text)} bytes JSON, {len(data)} bytes Avro (single-object framing)")
     print(f"median of {args.repeat} x {args.number} runs")
     for name, us in rows.items():
-        print(f"  {name:<14} {us:8.2f} µs")
+        print(f"  {name:<16} {us:8.2f} µs")
     print(f"  encode / json.dumps   {rows['avro encode'] / rows['json.dumps']:6.2f}x")
     print(f"  decode / json.loads   {rows['avro decode'] / rows['json.loads']:6.2f}x")
     print(f"  worker decode / decode {rows['worker decode'] / rows['avro decode']:6.2f}x")
+    print(f"  parse_webhook / converters {rows['parse_webhook'] / rows['parse converters']:6.2f}x")
+    print(f"  encode / fastavro encode   {rows['avro encode'] / rows['fastavro encode']:6.2f}x")
     print(
         f"  bridge path (json.loads + parse_webhook + encode): {1e6 / rows['bridge path']:,.0f}/s"
     )

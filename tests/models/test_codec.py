@@ -17,9 +17,9 @@ from streams.models import DecodeError, ValidationError, datum_to_json, parse_we
 from streams.models.serializers.avro import (
     SCHEMA_DIR,
     AvroCodec,
-    crc64_avro,
     get_codec,
     load_schema_file,
+    schema_files,
 )
 from streams.settings import Settings
 from tests.models.samples import SAMPLES
@@ -33,9 +33,34 @@ def test_schema_dir_and_names(codec: AvroCodec) -> None:
         assert codec.schema(name)["name"] == f"io.voucherify.streams.{name}"
 
 
-def test_crc64_avro_matches_the_spec_and_fastavro(codec: AvroCodec) -> None:
+def _crc64_avro(data: bytes) -> int:
+    """CRC-64-AVRO (Rabin) exactly as the Avro specification gives it: the reference."""
+    empty = 0xC15D213AA4D7A795
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (empty & -(fp & 1))
+        table.append(fp)
+    fp = empty
+    for byte in data:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp
+
+
+def test_fingerprints_are_the_specs_crc64_avro(codec: AvroCodec) -> None:
     # The Avro spec's test vector: fingerprint64('"null"') == 7195948357588979594.
-    assert crc64_avro(b'"null"') == 7195948357588979594
+    assert _crc64_avro(b'"null"') == 7195948357588979594
+    assert (
+        fastavro_fingerprint('"null"', "CRC-64-AVRO")
+        == (7195948357588979594).to_bytes(8, "little").hex()
+    )
+    # Every schema the codec knows, current and history: the framing bytes are the spec's CRC.
+    schemas = [*codec.current.values(), *codec.history]
+    assert len(schemas) == len(schema_files(SCHEMA_DIR)) + len(schema_files(SCHEMA_DIR / "history"))
+    for schema in schemas:
+        pcf = to_parsing_canonical_form(json.loads(schema.text))
+        assert schema.fingerprint == _crc64_avro(pcf.encode("utf-8")).to_bytes(8, "little")
     for name in codec.schema_names:
         raw = load_schema_file(SCHEMA_DIR / f"{name}.avsc")
         pcf = to_parsing_canonical_form(raw)
@@ -110,6 +135,9 @@ ENCODE_ERRORS = [
     ("DeadLetter", {"headers": {"a": 1}}, 'headers["a"]: expected string, got integer'),
     ("CustomerDeletion", {"campaigns": ["a", None]}, "campaigns[1]: must not be null"),
     ("CustomerDeletion", {"tiers": "ltr_1"}, "tiers: expected array, got string"),
+    ("CustomerDeletion", {"tiers": None}, "tiers: expected array, got null"),
+    ("DeadLetter", {"headers": {1: "v"}}, "headers: expected string keys, got integer"),
+    ("LoyaltyPointsLost", {"points_lost": ""}, "points_lost: expected integer, got string"),
 ]
 
 

@@ -19,21 +19,28 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
-from importlib.resources import files
 from importlib.resources.abc import Traversable
-from typing import Any, cast
+from typing import Any
 
 import fastavro
+from fastavro.schema import fingerprint as canonical_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
+from streams.models.contract import (
+    SCHEMA_DIR,
+    Bad,
+    build,
+    error,
+    load_schema_file,
+    parsed_schema,
+    schema_files,
+)
 from streams.models.errors import DecodeError, ValidationError
-from streams.models.serializers.codegen import compile_writer as generate_writer
+from streams.models.serializers.codegen import Unsupported
 from streams.models.serializers.projection import Keep, Reader, compile_reader
-from streams.models.serializers.projection import Unsupported as NoProjection
 from streams.models.serializers.registry import SchemaRegistry, new_client, subject_for
-from streams.models.serializers.writer import Unsupported, Writer
+from streams.models.serializers.writer import Writer, compile_writer
 from streams.settings import Settings
 
 __all__ = [
@@ -41,46 +48,17 @@ __all__ = [
     "SCHEMA_DIR",
     "SINGLE_OBJECT_MAGIC",
     "AvroCodec",
-    "crc64_avro",
     "get_codec",
     "load_schema_file",
     "schema_files",
 ]
 
-# Package data, so an installed wheel finds them wherever it runs from.
-SCHEMA_DIR: Traversable = files("streams.models") / "schemas"
 NAMESPACE = "io.voucherify.streams"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
 
 _SOE_HEADER_LEN = 10
 _CONFLUENT_HEADER_LEN = 5
-
-# CRC-64-AVRO (Rabin), exactly as the Avro specification gives it.
-_CRC64_EMPTY = 0xC15D213AA4D7A795
-_CRC64_TABLE: tuple[int, ...] = ()
-
-
-def _crc64_table() -> tuple[int, ...]:
-    table = []
-    for i in range(256):
-        fp = i
-        for _ in range(8):
-            fp = (fp >> 1) ^ (_CRC64_EMPTY & -(fp & 1))
-        table.append(fp)
-    return tuple(table)
-
-
-_CRC64_TABLE = _crc64_table()
-
-
-def crc64_avro(data: bytes) -> int:
-    """The 64-bit Rabin fingerprint of `data` (the Avro spec's CRC-64-AVRO)."""
-    fp = _CRC64_EMPTY
-    table = _CRC64_TABLE
-    for byte in data:
-        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
-    return fp
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,32 +87,18 @@ def _make_schema(raw: dict[str, Any], source: str) -> _Schema:
     return _Schema(
         name=_short(fullname),
         fullname=fullname,
-        # A fresh named-types table per version: v0 and v1 define the same names differently.
-        parsed=cast(dict[str, Any], fastavro.parse_schema(raw, named_schemas={})),
+        parsed=parsed_schema(raw),
         text=json.dumps(raw, separators=(",", ":"), ensure_ascii=False),
-        fingerprint=crc64_avro(pcf.encode("utf-8")).to_bytes(8, "little"),
+        # fastavro gives the CRC-64-AVRO as the hex of its little-endian bytes, as framed.
+        fingerprint=bytes.fromhex(canonical_fingerprint(pcf, "CRC-64-AVRO")),
         source=source,
     )
-
-
-def load_schema_file(path: Traversable) -> dict[str, Any]:
-    """The JSON of one `.avsc` file."""
-    raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return raw
-
-
-def schema_files(directory: Traversable) -> list[Traversable]:
-    """The `.avsc` files directly in `directory`, by name (none when it does not exist)."""
-    if not directory.is_dir():
-        return []
-    found = [p for p in directory.iterdir() if p.is_file() and p.name.endswith(".avsc")]
-    return sorted(found, key=lambda p: p.name)
 
 
 def _writer_for(parsed: dict[str, Any]) -> Writer:
     """The generated writer of `parsed`, or fastavro's where the generator declines."""
     try:
-        return generate_writer(parsed)
+        return compile_writer(parsed)
     except Unsupported:
 
         def write(buf: bytearray, datum: Any) -> None:
@@ -346,7 +310,7 @@ class AvroCodec:
         prefix = SINGLE_OBJECT_MAGIC + current.fingerprint
         try:
             read: Reader | None = compile_reader(current.parsed, keep)
-        except NoProjection:
+        except Unsupported:
             read = None
         decode = self.decode
 
@@ -391,120 +355,14 @@ class AvroCodec:
 
 # -- precise errors for bad datums (slow path only) -------------------------------------------
 
-_PRIMITIVE_CHECKS: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "string": (str, "string"),
-    "bytes": ((bytes, bytearray, memoryview), "bytes"),
-    "long": (int, "integer"),
-    "int": (int, "integer"),
-    "boolean": (bool, "boolean"),
-    "double": ((int, float), "number"),
-    "float": ((int, float), "number"),
-}
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _problem(schema: Any, value: Any, path: str) -> tuple[str, str] | None:
-    """The first (path, rule) where `value` breaks `schema`, or None."""
-    if isinstance(schema, list):
-        problems = [_problem(branch, value, path) for branch in schema]
-        if any(p is None for p in problems):
-            return None
-        if value is None:
-            return path, "must not be null"
-        # Report inside the branch of the right kind rather than "expected null".
-        real = [p for b, p in zip(schema, problems, strict=True) if b != "null" and p]
-        return next((p for p in real if p[0] != path), real[0] if real else problems[0])
-    if isinstance(schema, str):
-        if schema == "null":
-            return None if value is None else (path, f"expected null, got {_type_name(value)}")
-        check = _PRIMITIVE_CHECKS.get(schema)
-        if check is None:
-            return None
-        kinds, label = check
-        if value is None:
-            return path, "must not be null"
-        if not isinstance(value, kinds) or (schema != "boolean" and isinstance(value, bool)):
-            return path, f"expected {label}, got {_type_name(value)}"
-        if schema in ("long", "int") and isinstance(value, int):
-            bits = 63 if schema == "long" else 31
-            if not -(1 << bits) <= value < (1 << bits):
-                return path, f"expected {bits + 1}-bit integer, got an out-of-range integer"
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return path, "expected string, got a string with an unpaired surrogate"
-        return None
-    kind = schema.get("type")
-    if schema.get("logicalType", "").startswith("timestamp-"):
-        if value is None:
-            return path, "must not be null"
-        if not isinstance(value, datetime | int) or isinstance(value, bool):
-            return path, f"expected timestamp (datetime), got {_type_name(value)}"
-        return None
-    if kind == "record":
-        if not isinstance(value, Mapping):
-            return path, f"expected object, got {_type_name(value)}"
-        for field in schema["fields"]:
-            name = field["name"]
-            sub = f"{path}.{name}" if path else name
-            if name not in value and "default" in field:
-                continue
-            if name not in value and not _nullable(field["type"]):
-                return sub, "required field is missing"
-            found = _problem(field["type"], value.get(name), sub)
-            if found:
-                return found
-        return None
-    if kind == "array":
-        if not isinstance(value, list | tuple):
-            return path, f"expected array, got {_type_name(value)}"
-        for i, item in enumerate(value):
-            found = _problem(schema["items"], item, f"{path}[{i}]")
-            if found:
-                return found
-        return None
-    if kind == "map":
-        if not isinstance(value, Mapping):
-            return path, f"expected object, got {_type_name(value)}"
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return path, f"expected string keys, got {_type_name(key)}"
-            found = _problem(schema["values"], item, f"{path}[{json.dumps(key)}]")
-            if found:
-                return found
-        return None
-    if isinstance(kind, str | list | dict) and kind not in ("enum", "fixed"):
-        return _problem(kind, value, path)
-    return None
-
-
-def _nullable(schema: Any) -> bool:
-    return schema == "null" or (isinstance(schema, list) and "null" in schema)
-
 
 def _explain(schema: dict[str, Any], datum: Any, exc: Exception) -> ValidationError:
-    found = _problem(schema, datum, "")
-    if found is None:
-        return ValidationError("", f"cannot encode as {_short(schema['name'])}: {exc}")
-    return ValidationError(*found)
+    """Where and why `datum` does not fit `schema`, by the contract's walk."""
+    try:
+        build(schema, webhook=False).convert(datum)
+    except Bad as bad:
+        return error(bad)
+    return ValidationError("", f"cannot encode as {_short(schema['name'])}: {exc}")
 
 
 # -- shared instances ---------------------------------------------------------------------------

@@ -17,12 +17,15 @@ does not handle; the caller then keeps fastavro.
 
 from __future__ import annotations
 
-import linecache
 import struct
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from itertools import count
 from typing import Any
+
+from streams.models.contract import named_types
+from streams.models.serializers.codegen import Source, Unsupported
+
+__all__ = ["WORKER_FIELDS", "Keep", "Reader", "Unsupported", "compile_reader", "source_of"]
 
 Reader = Callable[[bytes, int], tuple[dict[str, Any], int]]
 Keep = dict[str, Any]
@@ -46,11 +49,6 @@ WORKER_FIELDS: Keep = {
 }
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ids = count()
-
-
-class Unsupported(Exception):
-    """The generator does not handle this schema construct."""
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -73,42 +71,38 @@ def _millis(ms: int) -> datetime:
 
 def compile_reader(schema: Any, keep: Keep) -> Reader:
     """read(buf, pos) -> (datum, next position) for a fastavro-parsed record schema."""
-    source = source_of(schema, keep)
-    filename = f"<avro projection reader {next(_ids)}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict[str, Any] = {
-        "_varint": _varint,
-        "_millis": _millis,
-        "_double": struct.Struct("<d").unpack_from,
-        "_float": struct.Struct("<f").unpack_from,
-    }
-    exec(compile(source, filename, "exec"), namespace)
-    read: Reader = namespace["read"]
+    read: Reader = _generate(schema, keep).build("read", "avro projection reader")
     return read
 
 
 def source_of(schema: Any, keep: Keep) -> str:
+    """The generated source (for tests and curious readers)."""
+    return _generate(schema, keep).text
+
+
+def _generate(schema: Any, keep: Keep) -> _Gen:
     if not isinstance(schema, dict) or schema.get("type") != "record":
         raise Unsupported("the top level must be a record")
-    gen = _Gen(dict(schema.get("__named_schemas", {})))
+    gen = _Gen(named_types(schema))
+    gen.emit(0, "def read(buf, pos):")
     gen.emit(1, "d0 = {}")
     gen.record(schema, keep, "d0", 1)
     gen.emit(1, "return d0, pos")
-    return "def read(buf, pos):\n" + "\n".join(gen.lines) + "\n"
+    return gen
 
 
-class _Gen:
+class _Gen(Source):
     def __init__(self, named: dict[str, Any]) -> None:
+        super().__init__(
+            {
+                "_varint": _varint,
+                "_millis": _millis,
+                "_double": struct.Struct("<d").unpack_from,
+                "_float": struct.Struct("<f").unpack_from,
+            }
+        )
         self.named = named
-        self.lines: list[str] = []
-        self._n = count(1)
         self.depth: list[str] = []  # record names being generated (recursion guard)
-
-    def var(self, prefix: str) -> str:
-        return f"{prefix}{next(self._n)}"
-
-    def emit(self, indent: int, line: str) -> None:
-        self.lines.append("    " * indent + line)
 
     def resolve(self, schema: Any) -> Any:
         if isinstance(schema, str) and schema in self.named:
