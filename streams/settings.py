@@ -431,9 +431,17 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_ATTR = {s.attr: s for s in SETTINGS}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     """Resolved configuration. Build with `Settings.from_env()`; never read os.environ elsewhere."""
+
+    def __repr__(self) -> str:
+        # Secrets (the rows marked secret) never reach a repr, a log line or an exception.
+        def show(s: Setting) -> str:
+            value = getattr(self, s.attr)
+            return f"{s.attr}={'***' if s.secret and value else repr(value)}"
+
+        return f"Settings({', '.join(map(show, SETTINGS))})"
 
     bootstrap_servers: str = "localhost:9092"
     topic_prefix: str = ""

@@ -78,3 +78,10 @@ def test_to_env_round_trips() -> None:
         request_deadline_s=2.5,
     )
     assert Settings.from_env(s.to_env()) == s
+
+
+def test_secrets_never_in_a_repr() -> None:
+    s = Settings.from_env({}, webhook_secret=("s3cret-a", "s3cret-b"), pii_hash_key="k3y-h")
+    text = repr(s) + str(s) + repr([s])
+    assert "s3cret" not in text and "k3y-h" not in text
+    assert "webhook_secret=***" in text and "app_id='voucherify-streams'" in text
