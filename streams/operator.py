@@ -463,8 +463,7 @@ def redrive(
     if ready and not dry_run:
         if settings.schema_registry_url:
             codec.register("CustomerDeleted", records.topic)
-        ensure_project_topics(settings)
-        _ensure_redriven_topic(settings)
+        ensure_project_topics(settings)  # the redrive marks' topic among them
         failed = _publish(settings, ready, progress, DEFAULT_CONFIG)
     for o in outcomes:
         if o.letter.id in failed:
@@ -483,25 +482,6 @@ def redrive(
             "(records already published are skipped)"
         )
     return OK
-
-
-def _ensure_redriven_topic(settings: Settings) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    topic = settings.topic(settings.redriven_topic)
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 0})
-    new = NewTopic(
-        topic,
-        num_partitions=1,
-        replication_factor=settings.topic_replication,
-        config={"cleanup.policy": "compact"},
-    )
-    for future in admin.create_topics([new], operation_timeout=10).values():
-        try:
-            future.result(15)
-        except Exception as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
-                raise OperatorError(f"cannot create {topic}: {exc}") from None
 
 
 def _publish(

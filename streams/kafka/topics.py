@@ -39,8 +39,8 @@ def project_topics(
     """Every topic the project uses, named and sized from `settings`.
 
     Plain: the customer.deleted input, the dead letters and (when set) the raw events. Compacted:
-    the analytics outputs (latest totals per key; one fact per customer). `internal` and
-    `changelogs` are the worker's own topics (full names): plain and compacted respectively.
+    the analytics outputs (latest totals per key; one fact per customer) and the redrive marks.
+    `internal` and `changelogs` are the worker's own topics (full names): plain and compacted.
     Replication as `settings` say; unresolved (0), the broker's `default.replication.factor`:
     `ensure_project_topics` resolves it first.
     """
@@ -54,6 +54,8 @@ def project_topics(
     return [
         *(TopicSpec(settings.topic(name), p, r, dict(plain_cfg)) for name in plain),
         *(TopicSpec(settings.topic(name), p, r, dict(compact_cfg)) for name in outputs),
+        # Which dead letters were redriven (one mark per dead letter; small: one partition).
+        TopicSpec(settings.topic(settings.redriven_topic), 1, r, dict(compact_cfg)),
         *(TopicSpec(name, p, r, dict(plain_cfg)) for name in internal),
         *(TopicSpec(name, p, r, dict(compact_cfg)) for name in changelogs),
     ]

@@ -18,6 +18,7 @@ def test_every_topic_with_its_configuration() -> None:
         "t.analytics.loyalty-points-lost",
         "t.analytics.referral-impact",
         "t.analytics.customer-deletions",
+        "t.voucherify.webhooks.dead-letter.redriven",
         *changelogs(s).values(),
     }
     assert set(specs) - compacted == {
@@ -25,6 +26,8 @@ def test_every_topic_with_its_configuration() -> None:
         "t.voucherify.webhooks.dead-letter",
         *internal,
     }
+    redriven = specs.pop("t.voucherify.webhooks.dead-letter.redriven")
+    assert (redriven.partitions, redriven.replication) == (1, 1)  # a small log of marks
     assert {(t.partitions, t.replication) for t in specs.values()} == {(3, 1)}
 
 
