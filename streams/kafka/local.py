@@ -30,6 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams.kafka.maven import fetch_once
 from streams.settings import Settings
 
 POM = Path(__file__).with_name("pom.xml")
@@ -171,35 +172,8 @@ class LocalKafka:
     # --- jars ---
     def fetch_jars(self) -> Path:
         """Resolve Kafka's jars with Maven into the cache (once per version)."""
-        done = self.jars / ".complete"
-        if done.exists():
-            return self.jars
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise KafkaError("Maven (mvn) is not on PATH: it is needed to fetch Kafka's jars")
-        tmp = self.jars.with_name(self.jars.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        cmd = [
-            mvn,
-            "-q",
-            "-B",
-            "-f",
-            str(POM),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={tmp}",
-            "-DincludeScope=runtime",
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise KafkaError(
-                f"Maven could not fetch Kafka {kafka_version()}:\n"
-                f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
-            )
-        shutil.rmtree(self.jars, ignore_errors=True)
-        tmp.rename(self.jars)
-        done.touch()
-        return self.jars
+        goal = ["-f", str(POM), "dependency:copy-dependencies", "-DincludeScope=runtime"]
+        return fetch_once(self.jars, goal, f"Kafka {kafka_version()}'s jars", KafkaError)
 
     # --- process state ---
     def pid(self) -> int | None:

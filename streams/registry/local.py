@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.kafka.local import _alive, _signal, port_in_use
+from streams.kafka.maven import fetch_once
 from streams.settings import Settings
 
 VERSION = "3.3.3"
@@ -104,6 +105,18 @@ def find_java(configured: str = "") -> Path:
     return best[1] / "bin" / "java"
 
 
+def _unpack(tmp: Path) -> None:
+    """The fetched tarball -> Apicurio's Quarkus app in `tmp`."""
+    tarballs = list(tmp.glob("*.tar.gz"))
+    if not tarballs:
+        raise RegistryError(f"Maven fetched no tarball of {ARTIFACT}")
+    with tarfile.open(tarballs[0]) as archive:
+        archive.extractall(tmp, filter="data")
+    tarballs[0].unlink()
+    if not (tmp / "quarkus-run.jar").exists():
+        raise RegistryError(f"{ARTIFACT} holds no quarkus-run.jar")
+
+
 def registry_answers(url: str, timeout: float = 2.0) -> bool:
     """True when a Confluent-compatible registry answers at `url` (GET /subjects)."""
     try:
@@ -155,39 +168,8 @@ class LocalRegistry:
     # --- the app ---
     def fetch(self) -> Path:
         """Fetch and unpack Apicurio's Quarkus app with Maven into the cache (once)."""
-        done = self.app_dir / ".complete"
-        if done.exists():
-            return self.app_dir
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise RegistryError("Maven (mvn) is not on PATH: it is needed to fetch the registry")
-        tmp = self.app_dir.with_name(self.app_dir.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        cmd = [
-            mvn,
-            "-q",
-            "-B",
-            "dependency:copy",
-            f"-Dartifact={ARTIFACT}",
-            f"-DoutputDirectory={tmp}",
-            "-Dmdep.stripVersion=true",
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
-        tarballs = list(tmp.glob("*.tar.gz"))
-        if proc.returncode != 0 or not tarballs:
-            raise RegistryError(
-                f"Maven could not fetch {ARTIFACT}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
-            )
-        with tarfile.open(tarballs[0]) as archive:
-            archive.extractall(tmp, filter="data")
-        tarballs[0].unlink()
-        if not (tmp / "quarkus-run.jar").exists():
-            raise RegistryError(f"{ARTIFACT} holds no quarkus-run.jar")
-        shutil.rmtree(self.app_dir, ignore_errors=True)
-        tmp.rename(self.app_dir)
-        done.touch()
-        return self.app_dir
+        goal = ["dependency:copy", f"-Dartifact={ARTIFACT}", "-Dmdep.stripVersion=true"]
+        return fetch_once(self.app_dir, goal, ARTIFACT, RegistryError, _unpack)
 
     # --- process state ---
     def pid(self) -> int | None:
