@@ -305,8 +305,8 @@ class Run:
         ]
         for w in self.workers:
             w.start()
+        self._wait_workers("ready", 180)
         for i, w in enumerate(self.workers):
-            w.wait_ready(VIEW, timeout=180)
             self.timeline("worker-%d pid %s ready", i, w.pid)
         self.bridge = start_bridge(self.make("bridge", self.settings))
         self.timeline("bridge ready")
@@ -321,12 +321,8 @@ class Run:
 
     # --- steps ---
     def _send(self, step: Send, hooks: list[Webhook]) -> None:
-        for w in self.workers:
-            self._supervise()
-            if step.wait == "ready":  # may wait out a killed member's session
-                w.wait_ready(VIEW, timeout=2 * self.session_s + 120)
-            else:
-                w.wait_answering(VIEW, timeout=120)
+        # "ready" may wait out a killed member's session
+        self._wait_workers(step.wait, 2 * self.session_s + 120 if step.wait == "ready" else 120)
         self.timeline("workers %s", step.wait)
         time.sleep(step.after_s)
         assert self.bridge is not None
@@ -417,6 +413,25 @@ class Run:
         if "Highwater for active changelog partitions" in text:
             return "recovering"
         return "partitions assigned" if "_on_partitions_assigned" in text else "not assigned"
+
+    def _wait_workers(self, wait: str, timeout: float) -> None:
+        """Until every worker is ready (or answering), restarting any that exits by itself
+        meanwhile (code 70: e.g. the offset guard found records not delivered), as a supervisor
+        would: such an exit is the worker keeping its guarantee, not a failed schedule."""
+        deadline = time.monotonic() + timeout
+        for w in self.workers:
+            while True:
+                self._supervise()
+                left = max(1.0, min(5.0, deadline - time.monotonic()))
+                try:
+                    if wait == "ready":
+                        w.wait_ready(VIEW, timeout=left)
+                    else:
+                        w.wait_answering(VIEW, timeout=left)
+                    break
+                except AssertionError:
+                    if time.monotonic() >= deadline:
+                        raise
 
     def _supervise(self) -> None:
         """Restart a worker that exited by itself (e.g. code 70), as a supervisor would."""
