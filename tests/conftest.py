@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka.local import (
+from streams.dev.kafka import (
     KafkaError,
     LocalCluster,
     LocalKafka,
@@ -27,7 +27,7 @@ from streams.kafka.local import (
     free_port_block,
     free_port_pair,
 )
-from streams.registry.local import LocalRegistry, RegistryError, registry_answers
+from streams.dev.registry import LocalRegistry, RegistryError, registry_answers
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

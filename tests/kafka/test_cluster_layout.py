@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from streams.cli import main
-from streams.kafka.local import KafkaError, LocalCluster, free_port_block, replication_for
+from streams.dev.kafka import KafkaError, LocalCluster, free_port_block, replication_for
 from streams.settings import Settings
 
 

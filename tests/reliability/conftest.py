@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from support.processes import Service, http_get
 
-from streams.demo.generator import Webhook
+from streams.dev.demo.generator import Webhook
+from streams.dev.reader import read_topic
 from streams.domain.deltas import totals
-from streams.kafka.reader import read_topic
 from streams.models.customer_deleted import parse_webhook
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings

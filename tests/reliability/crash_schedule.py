@@ -47,7 +47,7 @@ from support.senders import Outcome, send
 
 from streams.agents.watchdog import group_lag
 from streams.app import INTERNAL
-from streams.demo.generator import Webhook, webhooks
+from streams.dev.demo.generator import Webhook, webhooks
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS
 from streams.settings import Settings
 

@@ -13,8 +13,8 @@ import pytest
 from support.processes import Service, free_port
 from support.senders import Outcome, send
 
-from streams.demo.generator import webhooks
-from streams.kafka.local import LocalKafka
+from streams.dev.demo.generator import webhooks
+from streams.dev.kafka import LocalKafka
 from streams.settings import Settings
 
 from .conftest import (

@@ -25,10 +25,10 @@ from support.processes import Service
 from support.senders import SIGNATURE, Outcome, send
 
 from streams.bridge.signature import sign
-from streams.demo.generator import Webhook, webhooks
+from streams.dev.demo.generator import Webhook, webhooks
+from streams.dev.kafka import LocalCluster
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS
 from streams.kafka.admin import admin_client
-from streams.kafka.local import LocalCluster
 from streams.settings import Settings
 
 from .conftest import (

@@ -17,8 +17,8 @@ import pytest
 from support.processes import Service
 
 from streams.bridge.signature import sign
-from streams.demo.generator import compact, webhooks
-from streams.kafka.reader import read_topic
+from streams.dev.demo.generator import compact, webhooks
+from streams.dev.reader import read_topic
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
 

@@ -12,7 +12,7 @@ import pytest
 from support.processes import Service
 from support.senders import Outcome, send
 
-from streams.demo.generator import webhooks
+from streams.dev.demo.generator import webhooks
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS
 from streams.settings import Settings
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.demo.http import http_get
-from streams.kafka.local import free_port, free_port_pair
+from streams.dev.demo.http import http_get
+from streams.dev.kafka import free_port, free_port_pair
 from streams.settings import Settings
 
 __all__ = ["Service", "free_port", "free_port_pair", "http_get"]

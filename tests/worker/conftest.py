@@ -21,9 +21,9 @@ import pytest
 from confluent_kafka import Producer
 
 from streams.app import ensure_external_topics
+from streams.dev.kafka import free_port
+from streams.dev.reader import read_topic
 from streams.domain.deltas import from_millis, totals
-from streams.kafka.local import free_port
-from streams.kafka.reader import read_topic
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
 

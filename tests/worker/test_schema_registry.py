@@ -15,8 +15,8 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from support.tcp_proxy import TcpProxy
 
-from streams.kafka.local import free_port
-from streams.kafka.reader import read_topic
+from streams.dev.kafka import free_port
+from streams.dev.reader import read_topic
 from streams.models.serializers.avro import AvroCodec
 from streams.settings import Settings
 

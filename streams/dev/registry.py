@@ -21,8 +21,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.kafka.local import _alive, _signal, port_in_use
-from streams.kafka.maven import fetch_once
+from streams.dev.kafka import _alive, _signal, port_in_use
+from streams.dev.maven import fetch_once
 from streams.settings import Settings
 
 VERSION = "3.3.3"

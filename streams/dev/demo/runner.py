@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from streams.bridge.signature import sign
-from streams.demo.generator import Webhook, webhooks
-from streams.kafka.local import KafkaError, LocalCluster, broker_answers
+from streams.dev.demo.generator import Webhook, webhooks
+from streams.dev.kafka import KafkaError, LocalCluster, broker_answers
 from streams.progress import Progress
 from streams.settings import Settings
 

@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.kafka.maven import fetch_once
+from streams.dev.maven import fetch_once
 from streams.settings import Settings
 
 POM = Path(__file__).with_name("pom.xml")
