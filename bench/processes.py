@@ -20,7 +20,7 @@ from typing import Any
 from bench.paths import PY, RESULTS, ROOT
 from bench.results import log
 from bench.venvs import venv_python
-from streams.dev.demo.http import http_get
+from streams.dev.http import http_get
 from streams.dev.kafka import free_port
 
 #: Set by `run.py --profile`: flame graphs of the processes under test into results/profiles/.

@@ -3,25 +3,20 @@ latest-per-key readers and the expected totals from the pure domain model."""
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import signal
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+from support.processes import Service
 
 from streams.app import ensure_external_topics
-from streams.dev.kafka import free_port
+from streams.dev.http import http_get
 from streams.dev.reader import read_topic
 from streams.domain.deltas import from_millis, totals
 from streams.models.serializers.avro import get_codec
@@ -30,69 +25,17 @@ from streams.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass
-class Worker:
-    settings: Settings
-    data_dir: Path
-    log: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
+class Worker(Service):
+    """`faust -A streams.app worker` (Faust's own CLI, as users run it) with its settings as
+    env vars, its own data dir and port."""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Worker:
-        env = dict(
-            os.environ,
-            KAFKA_BOOTSTRAP_SERVERS=self.settings.bootstrap_servers,
-            STREAMS_APP_ID=self.settings.app_id,
-            STREAMS_TOPIC_PREFIX=self.settings.topic_prefix,
-            STREAMS_TOPIC_PARTITIONS=str(self.settings.topic_partitions),
-            STREAMS_DATA_DIR=str(self.data_dir),
-            STREAMS_WEB_PORT=str(self.port),
-            STREAMS_WEB_HOST="127.0.0.1",
-            STREAMS_STORE=self.settings.store,
-            STREAMS_PROCESSING_GUARANTEE=self.settings.processing_guarantee,
-            SCHEMA_REGISTRY_URL=self.settings.schema_registry_url,
-        )
-        out = open(self.log, "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "warn"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        out.close()
-        return self
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self, timeout: float = 40) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def tail(self, n: int = 4000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-n:]
-        except FileNotFoundError:
-            return ""
+    def __init__(self, settings: Settings, data_dir: Path, log: Path) -> None:
+        argv = [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "warn"]
+        super().__init__("worker", settings.with_(data_dir=str(data_dir)), log, argv=argv)
+        self.data_dir = data_dir
 
     def get(self, path: str, timeout: float = 10) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, None
+        return http_get(self.url + path, timeout=timeout)
 
 
 @pytest.fixture
