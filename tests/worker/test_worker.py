@@ -8,10 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
-from streams.settings import Settings
-
-from .conftest import (
+from support.worker import (
     diff,
     expected,
     facts,
@@ -22,6 +19,8 @@ from .conftest import (
     wait_exact,
     with_duplicates,
 )
+
+from streams.settings import Settings
 
 pytestmark = pytest.mark.kafka
 

@@ -42,8 +42,6 @@ from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
-from support.processes import Service
-from support.senders import Outcome, send
 
 from streams.agents.watchdog import group_lag
 from streams.app import INTERNAL
@@ -51,8 +49,8 @@ from streams.dev.demo.generator import Webhook, webhooks
 from streams.dev.process import ChildError
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS
 from streams.settings import Settings
-
-from .conftest import (
+from support.processes import Service
+from support.reliability import (
     SECRET,
     as_view,
     expected_totals,
@@ -63,6 +61,7 @@ from .conftest import (
     view_diff,
     wait_for_totals,
 )
+from support.senders import Outcome, send
 
 log = logging.getLogger(__name__)
 
