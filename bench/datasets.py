@@ -75,10 +75,10 @@ def dataset(n: int, duplicates: float = 0.1, seed: int = 7, cache: bool = True) 
             return cached
         except (OSError, EOFError, AttributeError, ImportError, pickle.UnpicklingError):
             pass  # written by an older layout of this module: build it again
-    from streams.bridge.pii import PiiPolicy
     from streams.dev.demo.generator import webhooks
     from streams.domain.deltas import plan
     from streams.models.customer_deleted import parse_webhook
+    from streams.models.pii import PiiPolicy
     from streams.models.serializers.avro import get_codec
     from streams.settings import Settings
 

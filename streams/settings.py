@@ -383,10 +383,12 @@ class Settings:
         return cls(**values).validated()
 
     def validated(self) -> Settings:
-        if self.pii_policy not in {"redact", "hash", "keep"}:
-            raise ValueError(f"PII_POLICY: expected redact, hash or keep, got {self.pii_policy!r}")
-        if self.pii_policy == "hash" and not self.pii_hash_key:
-            raise ValueError("PII_POLICY=hash needs PII_HASH_KEY")
+        from streams.models.pii import PiiPolicy  # models import settings: not at the top
+
+        try:
+            PiiPolicy(self.pii_policy, self.pii_hash_key)  # the policy's own rules, named here
+        except ValueError as exc:
+            raise ValueError(f"PII_POLICY, PII_HASH_KEY: {exc}") from None
         if self.processing_guarantee not in {"exactly_once", "at_least_once"}:
             raise ValueError(
                 "STREAMS_PROCESSING_GUARANTEE: expected exactly_once or at_least_once, "
