@@ -24,8 +24,8 @@ from faust.web import Request, Response, View
 from streams.agents import Topology
 from streams.agents.health import Health, not_ready
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS, from_millis
-from streams.domain.routing import partition_of
 from streams.domain.state import KeyState
+from streams.kafka.routing import partition_of
 from streams.web import query as q
 
 log = logging.getLogger(__name__)

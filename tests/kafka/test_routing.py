@@ -7,8 +7,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.domain.routing import DeltaBatch, partition_of
 from streams.domain.state import pack_delta, unpack_deltas
+from streams.kafka.routing import DeltaBatch, partition_of
 
 keys = st.binary(min_size=1, max_size=40)
 counters = st.tuples(*(st.integers(-(2**62), 2**62),) * 3)
