@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.datasets import SECRET
 from bench.results import log
-from streams.dev.kafka import free_port_pair
+from streams.dev.ports import free_port_pair
 
 
 @dataclass

@@ -19,14 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.dev.kafka import (
-    KafkaError,
-    LocalCluster,
-    LocalKafka,
-    broker_answers,
-    free_port_block,
-    free_port_pair,
-)
+from streams.dev.kafka import KafkaError, LocalCluster, LocalKafka, broker_answers
+from streams.dev.ports import free_port_block, free_port_pair
 from streams.dev.registry import LocalRegistry, RegistryError, registry_answers
 from streams.settings import Settings
 

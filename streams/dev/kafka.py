@@ -16,7 +16,6 @@ size and cluster id; `node-<i>/`: data, server.properties, kafka.log, kafka.pid)
 from __future__ import annotations
 
 import base64
-import errno
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from streams.dev.daemon import Daemon
 from streams.dev.maven import fetch_once
+from streams.dev.ports import port_in_use
 from streams.settings import Settings
 
 POM = Path(__file__).with_name("pom.xml")
@@ -54,45 +54,6 @@ def kafka_version() -> str:
     text = POM.read_text(encoding="utf-8")
     start = text.index("<kafka.version>") + len("<kafka.version>")
     return text[start : text.index("</kafka.version>", start)]
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            return exc.errno == errno.EADDRINUSE
-    return False
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_pair() -> int:
-    """A free port whose next port is free too (a local broker and its controller)."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
-
-
-def free_port_block(count: int, attempts: int = 100) -> int:
-    """A free port followed by `count - 1` free ports (a local cluster's base port)."""
-    for _ in range(attempts):
-        port = free_port()
-        if port + count <= 65535 and not any(port_in_use(p) for p in range(port, port + count)):
-            return port
-    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:

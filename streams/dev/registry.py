@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.dev.daemon import Daemon
-from streams.dev.kafka import port_in_use
 from streams.dev.maven import fetch_once
+from streams.dev.ports import port_in_use
 from streams.settings import Settings
 
 VERSION = "3.3.3"

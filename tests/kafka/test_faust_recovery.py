@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from streams.dev.kafka import free_port
+from streams.dev.ports import free_port
 from streams.dev.reader import read_topic
 from streams.settings import Settings
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.dev.http import http_get
-from streams.dev.kafka import free_port, free_port_pair
+from streams.dev.ports import free_port, free_port_pair
 from streams.dev.process import Child
 from streams.settings import Settings
 

@@ -16,7 +16,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from support.tcp_proxy import TcpProxy
 from support.worker import diff, expected, make_datums, produce, wait_exact
 
-from streams.dev.kafka import free_port
+from streams.dev.ports import free_port
 from streams.dev.reader import read_topic
 from streams.models.serializers.avro import AvroCodec
 from streams.settings import Settings

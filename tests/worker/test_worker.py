@@ -23,7 +23,7 @@ from support.worker import (
 )
 
 from streams.dev.http import http_get
-from streams.dev.kafka import free_port
+from streams.dev.ports import free_port
 from streams.dev.process import Child
 from streams.settings import Settings
 
