@@ -30,9 +30,7 @@ def output_record(names: tuple[str, str, str], key: bytes, st: KeyState) -> dict
     return {
         "dimension": dim,
         "key": k,
-        names[0]: st.c0,
-        names[1]: st.c1,
-        names[2]: st.c2,
+        **st.named(names),
         "updated_at": st.updated_ms,
     }
 
@@ -86,11 +84,11 @@ def register(
             except ValueError as exc:  # not this version's format: nothing to apply
                 log.error("skipping %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
                 continue
-            for key, c0, c1, c2, t_ms, src, off in entries:
+            for key, counts, t_ms, src, off in entries:
                 st = touched.get(key)
                 if st is None:
                     st = touched[key] = KeyState.unpack(table.get(key))
-                st.apply(c0, c1, c2, t_ms, src, off, exact)
+                st.apply(counts, t_ms, src, off, exact)
         for event, touched in pending.values():
             use_event(event)
             flush(touched)

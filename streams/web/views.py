@@ -39,9 +39,7 @@ def render(items: Iterable[tuple[bytes, bytes]], names: tuple[str, str, str]) ->
         dim, _, k = key.decode().partition(":")
         st = KeyState.unpack(value)
         out.setdefault(dim, {})[k] = {
-            names[0]: st.c0,
-            names[1]: st.c1,
-            names[2]: st.c2,
+            **st.named(names),
             "updated_at": from_millis(st.updated_ms).astimezone(UTC).isoformat(),
         }
     return out
