@@ -218,6 +218,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("bridge_host", "BRIDGE_HOST", "0.0.0.0", "Bridge listen address.", str, ("bridge",)),
     Setting("bridge_port", "BRIDGE_PORT", 8080, "Bridge listen port.", int, ("bridge",)),
     Setting(
+        "workers",
+        "BRIDGE_WORKERS",
+        1,
+        "Bridge processes sharing the port (SO_REUSEPORT), one producer each, supervised.",
+        int,
+        ("bridge",),
+    ),
+    Setting(
         "webhook_secret",
         "VOUCHERIFY_WEBHOOK_SECRET",
         (),
@@ -469,6 +477,7 @@ class Settings:
     registry_java_home: str = ""
     bridge_host: str = "0.0.0.0"
     bridge_port: int = 8080
+    workers: int = 1
     webhook_secret: tuple[str, ...] = ()
     webhook_secret_file: str = ""
     insecure_no_signature: bool = False
@@ -520,6 +529,8 @@ class Settings:
                 "STREAMS_PROCESSING_GUARANTEE: expected exactly_once or at_least_once, "
                 f"got {self.processing_guarantee!r}"
             )
+        if not 1 <= self.workers <= 64:
+            raise ValueError(f"BRIDGE_WORKERS: expected 1 to 64, got {self.workers}")
         if not 0 <= self.linger_ms <= 1000:
             raise ValueError(f"BRIDGE_LINGER_MS: expected 0 to 1000, got {self.linger_ms}")
         if not 0 <= self.producer_linger_ms <= 1000:

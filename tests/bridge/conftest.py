@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from streams.bridge.app import create_app, serve
+from streams.bridge.server import create_app, serve
 from streams.bridge.signature import sign
 from streams.settings import Settings
 
