@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from streams.bridge.metrics import Metrics
+from streams.bridge.shared_metrics import SharedMetrics
 from streams.bridge.signature import SignatureVerifier
 from streams.kafka.producer import AsyncProducer, Headers, ProducerError
 from streams.models.customer_deleted import EVENT_TYPE, parse_webhook
@@ -273,6 +274,8 @@ class Bridge:
         self.schemas_ready = True
         self.schema_problem = ""
         self.registration: asyncio.Task[None] | None = None  # retrying while the registry is down
+        # With --workers N: this worker's part of the summed metrics (streams.bridge.supervisor).
+        self.shared: SharedMetrics | None = None
         self._unauthorized_logged_at = 0.0
         self._unauthorized_since_log = 0
 
@@ -481,14 +484,19 @@ class Bridge:
             )
         return READY
 
-    async def metrics_endpoint(self, request: Incoming | None = None) -> Reply:
+    def gauges(self) -> dict[str, float]:
         producer = self.producer
-        extra = {
+        return {
             "bridge_broker_reachable": 1.0 if producer.healthy else 0.0,
             "bridge_schemas_registered": 1.0 if self.schemas_ready else 0.0,
             "bridge_producer_queue_length": float(producer.queued()),
         }
-        body = self.metrics.render(extra).encode()
+
+    async def metrics_endpoint(self, request: Incoming | None = None) -> Reply:
+        metrics, extra = self.metrics, self.gauges()
+        if self.shared is not None:  # one of --workers N: answer for all of them
+            metrics, extra = self.shared.combined(metrics, extra)
+        body = metrics.render(extra).encode()
         return Reply(200, body, _METRICS_CONTENT_TYPE)
 
 

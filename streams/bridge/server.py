@@ -29,6 +29,7 @@ from streams.bridge.service import (
     ConfigError,
     producer_config,
 )
+from streams.bridge.shared_metrics import SharedMetrics
 from streams.kafka.producer import AsyncProducer
 from streams.models.serializers.registry import SchemaRegistrationError
 from streams.settings import Settings
@@ -61,21 +62,9 @@ class PortInUse(OSError):
 
 
 def listen_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """A listening TCP socket. With `reuse_port` (the workers' shared port) it first checks
-    that nobody listens there yet: SO_REUSEPORT lets a second bridge, or anything else bound
-    with it, take half the connections without an error."""
+    """A listening TCP socket; `reuse_port` for the workers' shared port (the supervisor
+    checks beforehand that nothing else listens there: streams.bridge.supervisor.free_port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    if reuse_port and port:
-        probe = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))  # without SO_REUSEPORT: fails if anyone listens
-        except OSError as exc:
-            raise PortInUse(
-                exc.errno, f"{host}:{port} is already in use ({exc.strerror})"
-            ) from None
-        finally:
-            probe.close()
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
@@ -146,12 +135,16 @@ def _routes(bridge: Bridge) -> dict[tuple[str, str], Route]:
 
 
 def create_app(
-    settings: Settings, producer: AsyncProducer | None = None, *, codec: Any = None
+    settings: Settings,
+    producer: AsyncProducer | None = None,
+    *,
+    codec: Any = None,
+    shared: SharedMetrics | None = None,
 ) -> web.Application:
     """The bridge as an aiohttp Application (see streams.bridge.service.BridgeService for what
     it owns). Raises ConfigError when no secret is configured and the insecure flag is not set.
     """
-    service = BridgeService(settings, producer, codec=codec)
+    service = BridgeService(settings, producer, codec=codec, shared=shared)
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[BRIDGE_KEY] = service.bridge
     app[SERVICE_KEY] = service
@@ -245,7 +238,15 @@ async def serve(
             on_started(bound)
         await stop.wait()
         log.info("shutting down: no new connections, finishing in-flight requests")
-        app[BRIDGE_KEY].draining = True
+        bridge = app[BRIDGE_KEY]
+        bridge.draining = True
+        await site.stop()
+        # Wait here, not in aiohttp's shutdown: that first closes every connection, after
+        # which aiohttp drops the bytes still arriving, so a request whose body was being
+        # uploaded would run into its deadline (a 503) instead of finishing.
+        grace_ends = loop.time() + SHUTDOWN_GRACE_S
+        while bridge.metrics.in_flight > 0 and loop.time() < grace_ends:
+            await asyncio.sleep(0.01)
     finally:
         # Stops listening, waits for in-flight requests (up to the grace period), then, for
         # the Application runner, its shutdown and cleanup hooks (which flush the producer).
@@ -258,21 +259,31 @@ async def serve(
     log.info("bridge stopped")
 
 
-def run(settings: Settings, *, sock: socket.socket | None = None) -> int:
+def run(
+    settings: Settings,
+    *,
+    sock: socket.socket | None = None,
+    shared: SharedMetrics | None = None,
+    on_started: Callable[[int], None] | None = None,
+) -> int:
     """`voucherify-streams bridge`: serve until SIGTERM/SIGINT; 0 after a clean shutdown.
-    With `settings.workers` > 1 (and no `sock`) the supervisor runs that many."""
+    With `settings.workers` > 1 (and no `sock`: not a worker itself) the supervisor runs that
+    many worker processes (streams.bridge.supervisor), each of which comes back here."""
     if settings.workers > 1 and sock is None:
         from streams.bridge.supervisor import supervise
 
         return supervise(settings)
     logs.install(settings)  # a broker outage: one line per node per interval, with a count
     try:
-        app = create_app(settings)
+        app = create_app(settings, shared=shared)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
     try:
-        asyncio.run(serve(app, settings.bridge_host, settings.bridge_port, sock=sock))
+        main = serve(
+            app, settings.bridge_host, settings.bridge_port, sock=sock, on_started=on_started
+        )
+        asyncio.run(main)
     except SchemaRegistrationError as exc:
         log.error("refusing to start: %s", exc)
         return 2

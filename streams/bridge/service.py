@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from streams.bridge.handlers import Bridge
+from streams.bridge.shared_metrics import SharedMetrics
 from streams.bridge.signature import SignatureVerifier
 from streams.kafka.producer import AsyncProducer
 from streams.kafka.topics import ensure_project_topics
@@ -124,7 +125,12 @@ class BridgeService:
     """
 
     def __init__(
-        self, settings: Settings, producer: AsyncProducer | None = None, *, codec: Any = None
+        self,
+        settings: Settings,
+        producer: AsyncProducer | None = None,
+        *,
+        codec: Any = None,
+        shared: SharedMetrics | None = None,
     ) -> None:
         verifier = verifier_of(settings)
         self.settings = settings
@@ -133,6 +139,9 @@ class BridgeService:
             producer = AsyncProducer(settings.bootstrap_servers, producer_config(settings))
         self.producer = producer
         self.bridge = Bridge(settings, producer, codec=codec, verifier=verifier)
+        if shared is not None:  # one of --workers N
+            shared.resume(self.bridge.metrics)
+            self.bridge.shared = shared
 
     async def start(self) -> None:
         bridge, settings = self.bridge, self.settings
@@ -150,6 +159,8 @@ class BridgeService:
             await start_registration(bridge)
         if self.owned:
             await self.producer.start()
+        if bridge.shared is not None:
+            bridge.shared.start(bridge.metrics, bridge.gauges)
 
     def drain(self) -> None:
         """Shutting down: /readyz answers 503 from now on."""
@@ -164,3 +175,5 @@ class BridgeService:
             left = await self.producer.close(FLUSH_TIMEOUT_S)
             if left:
                 log.error("%d records were not delivered before shutdown", left)
+        if self.bridge.shared is not None:
+            self.bridge.shared.stop(self.bridge.metrics, self.bridge.gauges())
