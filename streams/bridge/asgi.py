@@ -14,7 +14,7 @@ own options decide the port, the workers and the graceful-shutdown timeout.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from streams import logs
@@ -48,7 +48,7 @@ class _AsgiRequest:
             if key not in headers:  # the first, as aiohttp's headers.get() answers
                 # Undecodable bytes become U+FFFD, as the aiohttp server's requests end up.
                 headers[key] = value.decode("utf-8", "replace")
-        self.headers: Mapping[str, str] = headers
+        self.headers: dict[str, str] = headers
         self._receive = receive
         self._max_body = max_body
 

@@ -53,6 +53,14 @@ class BodyTooLarge(Exception):
     """Raised by `Incoming.read()` when the body exceeds the limit while it is read."""
 
 
+class RequestHeaders(Protocol):
+    """Request headers: `get` and `in` by lower-case name (aiohttp's, a dict, RSGI's)."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+    def __contains__(self, key: object, /) -> bool: ...
+
+
 class Incoming(Protocol):
     """One request as the handlers need it (aiohttp's BaseRequest has this shape)."""
 
@@ -65,7 +73,7 @@ class Incoming(Protocol):
         ...
 
     @property
-    def headers(self) -> Mapping[str, str]:
+    def headers(self) -> RequestHeaders:
         """Looked up by lower-case name."""
         ...
 
@@ -402,12 +410,13 @@ class Bridge:
         """Dead-letter a signed request we cannot accept, then answer its 4xx."""
         if not self.schemas_ready:
             return "unavailable", self._no_schemas()
+        given = request.headers
         record = {
             "body": body,
             "reason": found.reason,
             "message": found.message,
             "headers": {
-                h: _clean(request.headers[h]) for h in DEAD_LETTER_HEADERS if h in request.headers
+                h: _clean(v) for h in DEAD_LETTER_HEADERS if (v := given.get(h)) is not None
             },
             "received_at": datetime.now(UTC),
         }

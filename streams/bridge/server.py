@@ -12,7 +12,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +22,7 @@ from streams.bridge.handlers import (
     BodyTooLarge,
     Bridge,
     Reply,
+    RequestHeaders,
     error_reply,
 )
 from streams.bridge.service import (
@@ -96,7 +97,7 @@ class _AioRequest:
         return self._request.content_type
 
     @property
-    def headers(self) -> Mapping[str, str]:
+    def headers(self) -> RequestHeaders:
         return self._request.headers
 
     async def read(self) -> bytes:

@@ -1,5 +1,6 @@
-"""streams.bridge.asgi:app under real ASGI servers (uvicorn, granian) and a real broker: the
-same contract as the bridge's own server."""
+"""streams.bridge.asgi:app under real ASGI servers (uvicorn, granian), and the RSGI bridge on
+granian's embedded server (streams.bridge.rsgi), against a real broker: the same contract as
+the bridge's own server."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ SERVERS = {
                 "--no-access-log", "--port"],
     "granian": ["-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--no-ws",
                 "streams.bridge.asgi:app", "--port"],
+    "granian-rsgi": ["-m", "streams.bridge.rsgi"],  # BRIDGE_PORT from the settings
 }  # fmt: skip
 
 
@@ -57,10 +59,14 @@ def served(
     port = free_port()
     log = tmp_path / f"{request.param}.log"
     with open(log, "wb") as out:
+        argv = SERVERS[request.param]
         proc = subprocess.Popen(
-            [sys.executable, *SERVERS[request.param], str(port)],
+            [sys.executable, *argv] + ([] if argv[-1] != "--port" else [str(port)]),
             cwd=ROOT,
-            env={**os.environ, **settings.to_env()},
+            env={
+                **os.environ,
+                **settings.with_(bridge_port=port, bridge_host="127.0.0.1").to_env(),
+            },
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
