@@ -84,6 +84,7 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
+            self.children.clear()  # its siblings are not its business (an inherited handler)
             try:
                 os.close(self._ready_r)
                 code = _worker(self.settings, index, self.port, self.metrics_dir, self._ready_w)
