@@ -24,6 +24,19 @@ def _children(pid: int) -> set[int]:
     return {int(x) for x in path.read_text().split()}
 
 
+def _wait_accepted(workers: Client, n: int, streak: int, timeout: float = 60) -> str:
+    """/metrics until `streak` answers in a row count `n` accepted webhooks; the last text."""
+    needle = f'bridge_requests_total{{outcome="accepted"}} {n}.0'
+    deadline, seen, text = time.monotonic() + timeout, 0, ""
+    while seen < streak:
+        assert time.monotonic() < deadline, text
+        text = workers.request("GET", "/metrics").body.decode()
+        seen = seen + 1 if needle in text else 0
+        if not seen:
+            time.sleep(0.2)
+    return text
+
+
 class Workers(Client):
     def __init__(self, service: Service) -> None:
         self.service, self.port = service, service.port
@@ -62,7 +75,9 @@ def test_dead_worker_is_restarted_and_requests_keep_succeeding(
     assert len(before) == 2
     for _ in range(20):
         assert workers.post(example_body).status == 200
-    time.sleep(1.5)  # each worker snapshots its counts once a second
+    # Each worker snapshots its counts once a second: wait until both snapshots have all 20
+    # (any worker then answers 20; ten answers in a row reach both workers but by a 1/1024 fluke).
+    _wait_accepted(workers, 20, streak=10)
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
     statuses = [workers.post_retrying(example_body) for _ in range(40)]
@@ -85,10 +100,8 @@ def test_dead_worker_is_restarted_and_requests_keep_succeeding(
     assert len(got) == 60
     # Whichever worker answers /metrics counts for both (the sum over the workers), the
     # restarted one going on from its predecessor's last snapshot.
-    time.sleep(1.5)
-    text = workers.request("GET", "/metrics").body.decode()
+    text = _wait_accepted(workers, 60, streak=4)
     assert "bridge_workers 2.0" in text
-    assert 'bridge_requests_total{outcome="accepted"} 60.0' in text
 
 
 @pytest.mark.kafka
