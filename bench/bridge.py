@@ -1,7 +1,10 @@
 """Part 1 — Bridge: sustained signed webhooks/s at concurrency 1, 16 and 64, latency of a 2xx
 (which includes the broker's ack), from bench/loadgen.py (wrk + Lua) in its own process.
 
-Side by side in the same run:
+The bridge on each HTTP layer, in the same run: aiohttp (`voucherify-streams bridge`, one
+process, and `--workers 2`), granian's embedded RSGI server on the producer's loop
+(`python -m streams.bridge.rsgi`), and `streams.bridge.asgi:app` under `granian --interface
+asgi` (one worker). Side by side in the same run:
 - (a) the limit: bench/baselines/raw_producer.py — the same Avro bytes through a bare
   confluent-kafka producer with the bridge's producer settings (pipelined, and one-in-flight);
 - (b) by hand: bench/baselines/fastapi_endpoint.py — FastAPI + confluent-kafka, produce and
@@ -18,7 +21,16 @@ from typing import Any
 from bench.broker import Broker, cleanup_topics, ensure_input_like, settings_for
 from bench.datasets import SECRET, write_bodies
 from bench.paths import BENCH, CACHE, PY
-from bench.processes import Proc, cpu_seconds, profile, profile_done, spawn, start_bridge, wait_http
+from bench.processes import (
+    Proc,
+    profile,
+    profile_done,
+    spawn,
+    start_bridge,
+    tree_cpu_seconds,
+    tree_peak_rss_mb,
+    wait_http,
+)
 from bench.results import fmt, log, ratio, reason
 from bench.venvs import baseline_env, venv_python, venv_versions
 from streams.dev.ports import free_port
@@ -56,13 +68,16 @@ def measure_server(name: str, proc: Proc, port: int, bodies: str, seconds: float
     loadgen(url, bodies, 16, min(3, seconds / 2))  # warm-up
     out: dict[str, Any] = {}
     for c in CONCURRENCY:
-        cpu0 = cpu_seconds(proc.pid) or 0.0
+        # The whole process tree: a supervisor's workers, granian's worker process.
+        cpu0 = tree_cpu_seconds(proc.pid) or 0.0
         spy = profile(proc, f"{name}-c{c}", seconds) if c == CONCURRENCY[-1] else None
         r = loadgen(url, bodies, c, seconds)
         profile_done(spy)
-        cpu1 = cpu_seconds(proc.pid) or 0.0
+        cpu1 = tree_cpu_seconds(proc.pid) or 0.0
         r["server_cpu_s"] = round(cpu1 - cpu0, 2)
         r["server_cpu_ms_per_req"] = round(1000 * (cpu1 - cpu0) / max(1, r["ok"]), 3)
+        # Peak RSS so far (VmHWM): after the c=64 point, the RSS under that load.
+        r["server_peak_rss_mb"] = tree_peak_rss_mb(proc.pid)
         out[str(c)] = r
         log(
             f"{name} c={c}: {fmt(r['rps'])} req/s p50 {fmt(r['p50_ms'], '', 2)} ms"
@@ -116,14 +131,17 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
     settings = settings_for(broker, "bridge")
     res: dict[str, Any] = {"seconds_per_point": seconds, "bodies": n_bodies}
     with cleanup_topics(settings):
-        # The bridge (the project CLI).
-        # `bridge` runs with the default settings (BRIDGE_LINGER_MS=0); `bridge-l2` with a 2 ms
-        # linger, the earlier default, to show what librdkafka's batching delay costs.
-        for who, linger in (("bridge", None), ("bridge-l2", 2.0)):
+        # The bridge on each HTTP layer (bench/processes.py BRIDGE_SERVERS), default
+        # settings; `bridge-w2`: the CLI with --workers 2 (BRIDGE_WORKERS).
+        for who, server, s in (
+            ("bridge", "aiohttp", settings),
+            ("bridge-w2", "aiohttp", settings.with_(workers=2)),
+            ("granian-rsgi", "granian-rsgi", settings),
+            ("granian-asgi", "granian-asgi", settings),
+        ):
             port = free_port()
-            s = settings if linger is None else settings.with_(linger_ms=linger)
             try:
-                proc = start_bridge(s, port)
+                proc = start_bridge(s, port, server, name=who)
                 try:
                     res[who] = measure_server(who, proc, port, bodies, seconds)
                 finally:
@@ -172,8 +190,16 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
     return res
 
 
+BRIDGES = ("bridge", "bridge-w2", "granian-rsgi", "granian-asgi")
+
+
 def _rps(res: dict[str, Any], who: str, c: int) -> float | None:
     return res.get(who, {}).get(str(c), {}).get("rps")
+
+
+def _p50(res: dict[str, Any], who: str, c: int) -> float | None:
+    """p50 latency; its ratio is taken fastapi/who, so > 1 means `who` answers faster."""
+    return res.get(who, {}).get(str(c), {}).get("p50_ms")
 
 
 def ratios(res: dict[str, Any]) -> dict[str, float | None]:
@@ -181,8 +207,9 @@ def ratios(res: dict[str, Any]) -> dict[str, float | None]:
     raw = res.get("raw_pipelined", {}).get("rps")
     sync = res.get("raw_sync", {}).get("rps")
     for c in CONCURRENCY:
-        out[f"bridge/fastapi c={c}"] = ratio(_rps(res, "bridge", c), _rps(res, "fastapi", c))
-        out[f"bridge-l2/fastapi c={c}"] = ratio(_rps(res, "bridge-l2", c), _rps(res, "fastapi", c))
+        for who in BRIDGES:
+            out[f"{who}/fastapi c={c}"] = ratio(_rps(res, who, c), _rps(res, "fastapi", c))
+            out[f"{who}/fastapi p50 c={c}"] = ratio(_p50(res, "fastapi", c), _p50(res, who, c))
         out[f"bridge/raw-producer c={c}"] = ratio(_rps(res, "bridge", c), sync if c == 1 else raw)
     return out
 
@@ -194,22 +221,22 @@ def _n(v: float | None, width: int, digits: int = 2) -> str:
 def summary(res: dict[str, Any]) -> list[str]:
     lines = ["Bridge (closed loop, wrk; latency of a 2xx incl. the broker's ack):"]
     lines.append(
-        f"  {'server':<9}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
-        f"{'bad':>6}{'cpu ms/req':>12}"
+        f"  {'server':<13}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
+        f"{'bad':>6}{'cpu ms/req':>12}{'peak RSS MB':>13}"
     )
-    for who in ("bridge", "bridge-l2", "fastapi"):
+    for who in (*BRIDGES, "fastapi"):
         r = res.get(who, {})
         if "error" in r:
-            lines.append(f"  {who:<9} FAILED: {reason(r['error'])}")
+            lines.append(f"  {who:<13} FAILED: {reason(r['error'])}")
             continue
         for c in CONCURRENCY:
             x = r.get(str(c))
             if not x:
                 continue
             lines.append(
-                f"  {who:<9}{c:>5}{_n(x['rps'], 10, 0)}{_n(x['p50_ms'], 9)}{_n(x['p99_ms'], 9)}"
-                f"{_n(x['p999_ms'], 10)}{x['non_2xx_or_error']:>6}"
-                f"{_n(x['server_cpu_ms_per_req'], 12, 3)}"
+                f"  {who:<13}{c:>5}{_n(x['rps'], 10, 0)}{_n(x['p50_ms'], 9)}"
+                f"{_n(x['p99_ms'], 9)}{_n(x['p999_ms'], 10)}{x['non_2xx_or_error']:>6}"
+                f"{_n(x['server_cpu_ms_per_req'], 12, 3)}{_n(x.get('server_peak_rss_mb'), 13, 1)}"
             )
     for mode in ("pipelined", "sync"):
         r = res.get(f"raw_{mode}", {})

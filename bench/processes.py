@@ -37,6 +37,38 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(parts[11]) + int(parts[12]) + int(parts[13]) + int(parts[14])) / ticks
 
 
+def tree_pids(pid: int) -> list[int]:
+    """`pid` and its live descendants (/proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError, ValueError):
+            todo.extend(int(x) for x in Path(f"/proc/{p}/task/{p}/children").read_text().split())
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """cpu_seconds of a process and its live descendants (a supervisor's workers, granian's)."""
+    total = None
+    for p in tree_pids(pid):
+        cpu = cpu_seconds(p)
+        if cpu is not None:
+            total = (total or 0.0) + cpu
+    return total
+
+
+def tree_peak_rss_mb(pid: int) -> float | None:
+    """Peak resident memory (VmHWM) summed over a process and its live descendants (MB)."""
+    total = None
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total = (total or 0.0) + int(line.split()[1]) / 1024
+    return None if total is None else round(total, 1)
+
+
 class AgentCrashed(RuntimeError):
     """A Faust agent of a worker crashed (logged; the process itself keeps running)."""
 
@@ -142,9 +174,20 @@ def wait_http(
     raise RuntimeError(f"{proc.name}: {url} not ready within {timeout}s:\n{proc.tail()}")
 
 
-def start_bridge(settings: Any, port: int) -> Proc:
+#: How bench/bridge.py starts each HTTP layer of the bridge (`{port}` filled in).
+BRIDGE_SERVERS: dict[str, list[str]] = {
+    "aiohttp": [PY, "-m", "streams", "bridge"],  # the CLI (streams.bridge.server)
+    "granian-rsgi": [PY, "-m", "streams.bridge.rsgi"],  # embedded, the producer's loop
+    "granian-asgi": [PY, "-m", "granian", "--interface", "asgi", "--no-ws", "--host",
+                     "127.0.0.1", "--port", "{port}", "--backlog", "1024", "--log-level",
+                     "warning", "streams.bridge.asgi:app"],
+}  # fmt: skip
+
+
+def start_bridge(settings: Any, port: int, server: str = "aiohttp", name: str = "bridge") -> Proc:
     env = {**settings.to_env(), "BRIDGE_PORT": str(port), "BRIDGE_HOST": "127.0.0.1"}
-    p = spawn("bridge", [PY, "-m", "streams", "bridge"], env)
+    argv = [a.replace("{port}", str(port)) for a in BRIDGE_SERVERS[server]]
+    p = spawn(name, argv, env)
     wait_http(p, f"http://127.0.0.1:{port}/readyz", timeout=60)
     return p
 

@@ -17,16 +17,24 @@ def n(v: Any, digits: int = 0) -> str:
 
 def bridge(b: dict[str, Any]) -> list[str]:
     out = [
-        "| server | conc | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | server CPU ms/req |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | conc | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | server CPU ms/req "
+        "| peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    names = {"bridge": "bridge", "bridge-l2": "bridge, linger 2 ms", "fastapi": "FastAPI by hand"}
+    names = {
+        "bridge": "bridge (aiohttp, 1 process)",
+        "bridge-w2": "bridge --workers 2",
+        "granian-rsgi": "bridge on granian RSGI (embedded)",
+        "granian-asgi": "streams.bridge.asgi:app on granian",
+        "bridge-l2": "bridge, linger 2 ms",
+        "fastapi": "FastAPI by hand",
+    }
     for who, label in names.items():
         for c, x in sorted(b.get(who, {}).items(), key=lambda kv: int(kv[0])):
             out.append(
                 f"| {label} | {c} | {n(x['rps'])} | {n(x['p50_ms'], 2)} | {n(x['p99_ms'], 2)} | "
                 f"{n(x['p999_ms'], 2)} | {x['non_2xx_or_error']} | "
-                f"{n(x['server_cpu_ms_per_req'], 3)} |"
+                f"{n(x['server_cpu_ms_per_req'], 3)} | {n(x.get('server_peak_rss_mb'), 1)} |"
             )
     for mode in ("pipelined", "sync"):
         r = b.get(f"raw_{mode}") or {}

@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "registry":
         return _registry(args.action, settings)
     if args.command == "bridge":
-        from streams.bridge.app import run as run_bridge
+        from streams.bridge.server import run as run_bridge
 
         return run_bridge(settings)
     if args.command == "demo":

@@ -17,7 +17,7 @@ from typing import IO, Any
 from confluent_kafka import KafkaException, Producer
 
 from streams import logs
-from streams.bridge.app import producer_config
+from streams.bridge.service import producer_config
 from streams.kafka.producer import DEFAULT_CONFIG
 from streams.kafka.topics import ensure_project_topics
 from streams.models.customer_deleted import envelope_from_data, parse_webhook

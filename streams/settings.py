@@ -217,6 +217,12 @@ class Settings:
         "0.0.0.0", "BRIDGE_HOST", "Bridge listen address.", groups=("bridge",)
     )
     bridge_port: int = setting(8080, "BRIDGE_PORT", "Bridge listen port.", groups=("bridge",))
+    workers: int = setting(
+        1,
+        "BRIDGE_WORKERS",
+        "Bridge processes sharing the port (SO_REUSEPORT), one producer each, supervised.",
+        groups=("bridge",),
+    )
     webhook_secret: tuple[str, ...] = setting(
         (),
         "VOUCHERIFY_WEBHOOK_SECRET",
@@ -394,6 +400,8 @@ class Settings:
                 "STREAMS_PROCESSING_GUARANTEE: expected exactly_once or at_least_once, "
                 f"got {self.processing_guarantee!r}"
             )
+        if not 1 <= self.workers <= 64:
+            raise ValueError(f"BRIDGE_WORKERS: expected 1 to 64, got {self.workers}")
         if not 0 <= self.linger_ms <= 1000:
             raise ValueError(f"BRIDGE_LINGER_MS: expected 0 to 1000, got {self.linger_ms}")
         if not 0 <= self.producer_linger_ms <= 1000:

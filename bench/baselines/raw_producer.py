@@ -3,7 +3,8 @@
 Takes the bodies file the load generator sends, turns each into exactly what the bridge
 publishes (parse_webhook -> PII policy -> Avro, same headers, keyed by customer id; done before
 the clock starts), then produces with the bridge's own producer settings (acks, idempotence,
-linger, compression: streams.kafka.producer.DEFAULT_CONFIG + streams.bridge.app.producer_config).
+linger, compression: streams.kafka.producer.DEFAULT_CONFIG +
+streams.bridge.service.producer_config).
 
 - `pipelined`: as fast as librdkafka takes them, for `--seconds` (the throughput ceiling);
 - `sync`: one record in flight — produce, then wait for its ack (the ceiling at concurrency 1).
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from streams.bridge.app import producer_config
+from streams.bridge.service import producer_config
 from streams.kafka.producer import DEFAULT_CONFIG
 from streams.models.customer_deleted import EVENT_TYPE, parse_webhook
 from streams.models.pii import PiiPolicy

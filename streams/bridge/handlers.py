@@ -9,6 +9,9 @@
   4. customer.deleted -> PII policy -> Avro -> produce, keyed by customer id; 200 after the ack.
   5. Another event type -> 200 (published to the raw topic first when one is configured).
 Anything that prevents the broker's acknowledgement -> 503 with Retry-After, never a 2xx.
+
+The handlers know no HTTP framework: they take an `Incoming` request and answer a `Reply`;
+streams.bridge.server (aiohttp) and streams.bridge.asgi (ASGI) adapt them.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ import json
 import logging
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from aiohttp import web
+from typing import Any, Protocol
 
 from streams.bridge.metrics import Metrics
+from streams.bridge.shared_metrics import SharedMetrics
 from streams.bridge.signature import SignatureVerifier
 from streams.kafka.producer import AsyncProducer, Headers, ProducerError
 from streams.models.customer_deleted import EVENT_TYPE, parse_webhook
@@ -40,8 +43,59 @@ DEAD_LETTER_HEADERS = ("content-type", "content-length", "user-agent", SIGNATURE
 UNAUTHORIZED_LOG_INTERVAL_S = 10.0
 
 _JSON = "application/json"
-_JSON_HEADERS = {"Content-Type": _JSON}
 _METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+# --- the HTTP surface the handlers see --------------------------------------------------------
+
+
+class BodyTooLarge(Exception):
+    """Raised by `Incoming.read()` when the body exceeds the limit while it is read."""
+
+
+class RequestHeaders(Protocol):
+    """Request headers: `get` and `in` by lower-case name (aiohttp's, a dict, RSGI's)."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+    def __contains__(self, key: object, /) -> bool: ...
+
+
+class Incoming(Protocol):
+    """One request as the handlers need it (aiohttp's BaseRequest has this shape)."""
+
+    @property
+    def content_length(self) -> int | None: ...
+
+    @property
+    def content_type(self) -> str:
+        """Lower-cased, without parameters; application/octet-stream when absent."""
+        ...
+
+    @property
+    def headers(self) -> RequestHeaders:
+        """Looked up by lower-case name."""
+        ...
+
+    async def read(self) -> bytes:
+        """The whole body; raises BodyTooLarge past the limit."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer: status, body, its content type and any other headers."""
+
+    status: int
+    body: bytes
+    content_type: str = _JSON
+    headers: Mapping[str, str] | None = None
+
+
+ACCEPTED = Reply(200, b'{"status":"accepted"}')
+IGNORED = Reply(200, b'{"status":"ignored"}')
+ALIVE = Reply(200, b'{"status":"alive"}')
+READY = Reply(200, b'{"status":"ready"}')
 
 
 # --- classification (pure, no I/O) ------------------------------------------------------------
@@ -129,7 +183,7 @@ def classify(body: bytes) -> Classified:
 
 
 def is_json_content_type(content_type: str) -> bool:
-    """application/json or application/*+json (aiohttp already lower-cased, no parameters)."""
+    """application/json or application/*+json (already lower-cased, no parameters)."""
     return content_type == _JSON or (
         content_type.startswith("application/") and content_type.endswith("+json")
     )
@@ -228,11 +282,13 @@ class Bridge:
         self.schemas_ready = True
         self.schema_problem = ""
         self.registration: asyncio.Task[None] | None = None  # retrying while the registry is down
+        # With --workers N: this worker's part of the summed metrics (streams.bridge.supervisor).
+        self.shared: SharedMetrics | None = None
         self._unauthorized_logged_at = 0.0
         self._unauthorized_since_log = 0
 
     # -- POST /webhooks/voucherify --
-    async def webhook(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def webhook(self, request: Incoming) -> Reply:
         metrics = self.metrics
         metrics.in_flight += 1
         start = time.monotonic()
@@ -258,7 +314,7 @@ class Bridge:
                 type(exc).__name__,
                 frames,
             )
-            outcome, response = "error", _error(500, "internal_error", "internal error")
+            outcome, response = "error", error_reply(500, "internal_error", "internal error")
         finally:
             metrics.in_flight -= 1
             deadlines.discard(task)
@@ -266,24 +322,24 @@ class Bridge:
         metrics.request_latency.observe(time.monotonic() - start)
         return response
 
-    async def _webhook(self, request: web.BaseRequest) -> tuple[str, web.StreamResponse]:
+    async def _webhook(self, request: Incoming) -> tuple[str, Reply]:
         length = request.content_length
         if length is not None and length > self.max_body:
-            return "too_large", _error(
+            return "too_large", error_reply(
                 413, "too_large", f"body exceeds the limit of {self.max_body} bytes"
             )
         if not is_json_content_type(request.content_type):
-            return "unsupported_media_type", _error(
+            return "unsupported_media_type", error_reply(
                 415, "unsupported_media_type", "Content-Type must be application/json"
             )
         try:
             body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return "too_large", _error(
+        except BodyTooLarge:
+            return "too_large", error_reply(
                 413, "too_large", f"body exceeds the limit of {self.max_body} bytes"
             )
         if len(body) > self.max_body:  # an app built with a larger client_max_size
-            return "too_large", _error(
+            return "too_large", error_reply(
                 413, "too_large", f"body exceeds the limit of {self.max_body} bytes"
             )
 
@@ -291,7 +347,7 @@ class Bridge:
             matched = self.verifier.verify(body, request.headers.get(SIGNATURE_HEADER))
             if matched is None:
                 self._log_unauthorized(request)
-                return "unauthorized", _error(
+                return "unauthorized", error_reply(
                     401, "unauthorized", f"missing or invalid {SIGNATURE_HEADER}"
                 )
             if matched == "stripped":
@@ -311,8 +367,8 @@ class Bridge:
         return await self._reject(found, body, request)
 
     async def _customer_deleted(
-        self, found: CustomerDeleted, body: bytes, request: web.BaseRequest
-    ) -> tuple[str, web.StreamResponse]:
+        self, found: CustomerDeleted, body: bytes, request: Incoming
+    ) -> tuple[str, Reply]:
         self.metrics.count_event_type(EVENT_TYPE)
         if not self.schemas_ready:
             return "unavailable", self._no_schemas()
@@ -326,12 +382,12 @@ class Bridge:
         )
         if failure is not None:
             return "unavailable", failure
-        return "accepted", web.Response(body=b'{"status":"accepted"}', headers=_JSON_HEADERS)
+        return "accepted", ACCEPTED
 
-    async def _other_event(self, found: OtherEvent, body: bytes) -> tuple[str, web.StreamResponse]:
+    async def _other_event(self, found: OtherEvent, body: bytes) -> tuple[str, Reply]:
         self.metrics.count_event_type(found.event_type)
         if not self.raw_topic:
-            return "ignored", web.Response(body=b'{"status":"ignored"}', content_type=_JSON)
+            return "ignored", IGNORED
         payload = found.payload
         event = payload.get("event")
         entity_id = _str_header(event.get("entity_id")) if isinstance(event, dict) else None
@@ -348,20 +404,19 @@ class Bridge:
         failure = await self._publish("raw", self.raw_topic, body, entity_id or sendout_id, headers)
         if failure is not None:
             return "unavailable", failure
-        return "routed_raw", web.Response(body=b'{"status":"accepted"}', content_type=_JSON)
+        return "routed_raw", ACCEPTED
 
-    async def _reject(
-        self, found: Rejected, body: bytes, request: web.BaseRequest
-    ) -> tuple[str, web.StreamResponse]:
+    async def _reject(self, found: Rejected, body: bytes, request: Incoming) -> tuple[str, Reply]:
         """Dead-letter a signed request we cannot accept, then answer its 4xx."""
         if not self.schemas_ready:
             return "unavailable", self._no_schemas()
+        given = request.headers
         record = {
             "body": body,
             "reason": found.reason,
             "message": found.message,
             "headers": {
-                h: _clean(request.headers[h]) for h in DEAD_LETTER_HEADERS if h in request.headers
+                h: _clean(v) for h in DEAD_LETTER_HEADERS if (v := given.get(h)) is not None
             },
             "received_at": datetime.now(UTC),
         }
@@ -377,11 +432,11 @@ class Bridge:
         # Reason and message name a JSON path and a rule, never a value: safe to log.
         log.warning("dead-lettered a signed webhook: %s (%s)", found.reason, found.message[:300])
         outcome = found.reason if found.reason in self.metrics.requests else "invalid_payload"
-        return outcome, _error(found.status, found.reason, found.message)
+        return outcome, error_reply(found.status, found.reason, found.message)
 
     async def _publish(
         self, kind: str, topic: str, value: bytes, key: str | None, headers: Headers
-    ) -> web.Response | None:
+    ) -> Reply | None:
         """Produce and wait for the ack; None when acked, else the 503 to answer."""
         start = time.monotonic()
         try:
@@ -391,18 +446,16 @@ class Bridge:
         self.metrics.publish_latency[kind].observe(time.monotonic() - start)
         return None
 
-    def _unavailable(
-        self, why: str, message: str = "Kafka is not available; retry later"
-    ) -> web.Response:
+    def _unavailable(self, why: str, message: str = "Kafka is not available; retry later") -> Reply:
         log.debug("answering 503: %s", why)
-        return _error(503, "unavailable", message, headers={"Retry-After": self.retry_after})
+        return error_reply(503, "unavailable", message, headers={"Retry-After": self.retry_after})
 
-    def _no_schemas(self) -> web.Response:
+    def _no_schemas(self) -> Reply:
         return self._unavailable(
             self.schema_problem, "the schema registry is not available; retry later"
         )
 
-    def _log_unauthorized(self, request: web.BaseRequest) -> None:
+    def _log_unauthorized(self, request: Incoming) -> None:
         self._unauthorized_since_log += 1
         now = time.monotonic()
         if now - self._unauthorized_logged_at >= UNAUTHORIZED_LOG_INTERVAL_S:
@@ -418,37 +471,47 @@ class Bridge:
             self._unauthorized_since_log = 0
 
     # -- probes --
-    async def healthz(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def healthz(self, request: Incoming | None = None) -> Reply:
         if getattr(self.producer, "failed", False):
             # The producer cannot recover by itself (fatal librdkafka error): restart us.
-            return _error(503, "producer_failed", "Kafka producer failed fatally")
-        return web.Response(body=b'{"status":"alive"}', content_type=_JSON)
+            return error_reply(503, "producer_failed", "Kafka producer failed fatally")
+        return ALIVE
 
-    async def readyz(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def readyz(self, request: Incoming | None = None) -> Reply:
         producer = self.producer
         if self.draining:
-            return _error(503, "draining", "shutting down")
+            return error_reply(503, "draining", "shutting down")
         if not self.schemas_ready:
             detail = self.schema_problem or "not registered yet"
-            return _error(503, "not_ready", f"schemas not registered with the registry: {detail}")
+            return error_reply(
+                503, "not_ready", f"schemas not registered with the registry: {detail}"
+            )
         if not producer.healthy:
             detail = getattr(producer, "last_error", "") or "producer not healthy"
-            return _error(503, "not_ready", f"Kafka not reachable or producer failed: {detail}")
-        return web.Response(body=b'{"status":"ready"}', content_type=_JSON)
+            return error_reply(
+                503, "not_ready", f"Kafka not reachable or producer failed: {detail}"
+            )
+        return READY
 
-    async def metrics_endpoint(self, request: web.BaseRequest) -> web.StreamResponse:
+    def gauges(self) -> dict[str, float]:
         producer = self.producer
-        extra = {
+        return {
             "bridge_broker_reachable": 1.0 if producer.healthy else 0.0,
             "bridge_schemas_registered": 1.0 if self.schemas_ready else 0.0,
             "bridge_producer_queue_length": float(producer.queued()),
         }
-        body = self.metrics.render(extra).encode()
-        return web.Response(body=body, headers={"Content-Type": _METRICS_CONTENT_TYPE})
+
+    async def metrics_endpoint(self, request: Incoming | None = None) -> Reply:
+        metrics, extra = self.metrics, self.gauges()
+        if self.shared is not None:  # one of --workers N: answer for all of them
+            metrics, extra = self.shared.combined(metrics, extra)
+        body = metrics.render(extra).encode()
+        return Reply(200, body, _METRICS_CONTENT_TYPE)
 
 
-def _error(
+def error_reply(
     status: int, error: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
+) -> Reply:
+    """A JSON error answer: {"error": ..., "message": ...}."""
     body = json.dumps({"error": error, "message": message}).encode()
-    return web.Response(status=status, body=body, content_type=_JSON, headers=headers)
+    return Reply(status, body, _JSON, headers)

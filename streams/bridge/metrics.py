@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -49,6 +50,15 @@ class Histogram:
         self.sum += value
         self.count += 1
 
+    def snapshot(self) -> dict[str, Any]:
+        return {"counts": list(self.counts), "sum": self.sum, "count": self.count}
+
+    def add(self, snap: Mapping[str, Any]) -> None:
+        for i, n in enumerate(snap["counts"]):
+            self.counts[i] += n
+        self.sum += snap["sum"]
+        self.count += snap["count"]
+
     def cumulative(self) -> list[tuple[str, float]]:
         """(upper bound, observations at or below it) per bucket, `+Inf` last."""
         out: list[tuple[str, float]] = []
@@ -81,6 +91,29 @@ class Metrics:
         else:
             self.event_types["other"] += 1
 
+    def snapshot(self) -> dict[str, Any]:
+        """Everything counted, as JSON-able data (what a worker shares with its siblings)."""
+        return {
+            "requests": dict(self.requests),
+            "event_types": dict(self.event_types),
+            "dead_letters": dict(self.dead_letters),
+            "signature_fallbacks": self.signature_fallbacks,
+            "in_flight": self.in_flight,
+            "publish_latency": {k: h.snapshot() for k, h in self.publish_latency.items()},
+            "request_latency": self.request_latency.snapshot(),
+        }
+
+    def add(self, snap: Mapping[str, Any]) -> None:
+        """Add a snapshot's counts to these (the sum over the workers)."""
+        self.requests.update(snap["requests"])
+        self.event_types.update(snap["event_types"])
+        self.dead_letters.update(snap["dead_letters"])
+        self.signature_fallbacks += snap["signature_fallbacks"]
+        self.in_flight += snap["in_flight"]
+        for kind, h in snap["publish_latency"].items():
+            self.publish_latency.setdefault(kind, Histogram()).add(h)
+        self.request_latency.add(snap["request_latency"])
+
     def render(self, extra: dict[str, float] | None = None) -> str:
         """The Prometheus text of these metrics and the `extra` gauges (prometheus_client)."""
         registry = CollectorRegistry(auto_describe=False)
@@ -92,6 +125,7 @@ _EXTRA_HELP = {
     "bridge_broker_reachable": "1 while the producer reaches the broker, else 0.",
     "bridge_schemas_registered": "1 once the schemas are registered (or no registry is used).",
     "bridge_producer_queue_length": "Records waiting in the producer for the broker's ack.",
+    "bridge_workers": "Bridge processes whose counts these metrics sum (--workers).",
 }
 
 

@@ -1,12 +1,16 @@
 """An asyncio-friendly confluent-kafka producer that never blocks the event loop.
 
 One `confluent_kafka.Producer` is shared by every request. `produce()` only enqueues into
-librdkafka's local queue (non-blocking) and returns an asyncio future. While records are in
-flight the event loop itself serves librdkafka's delivery reports (a non-blocking `poll(0)`
-every millisecond) and resolves the futures directly: no thread hand-off, no contention for the
-GIL per report. When nothing is in flight (idle, shutting down) a dedicated poll thread serves
-them instead, with error callbacks and the outage probe below; what it collects reaches the
-loop in batches, one `call_soon_threadsafe` wake-up per poll rather than per message.
+librdkafka's local queue (non-blocking) and returns an asyncio future. Delivery reports are
+served two ways:
+- few records in flight (below `LOOP_POLL_FROM`: a lone sender): a dedicated poll thread
+  blocks in `poll()`, which returns as soon as the ack arrives, and hands the report to the
+  loop (`call_soon_threadsafe`): the request does not wait for any tick;
+- more in flight (concurrent senders): the event loop itself serves them (a non-blocking
+  `poll(0)` every millisecond) and resolves the futures directly: no thread hand-off and no
+  contention for the GIL per report, and one tick serves many acks.
+The poll thread also serves error callbacks and the outage probe below; what it collects
+reaches the loop in batches, one wake-up per poll rather than per message.
 
 Broker health: librdkafka's `_ALL_BROKERS_DOWN` error puts the producer into a "down" state in
 which `produce()` fails fast with `ProducerUnavailable` (so callers answer 503 at once instead of
@@ -53,6 +57,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 #: How often the event loop serves delivery reports while records are in flight (s).
 LOOP_POLL_INTERVAL_S = 0.001
+#: From this many records in librdkafka's queue the loop serves the reports (see above).
+LOOP_POLL_FROM = 2
 
 #: librdkafka's own log lines (a broker outage repeats them: streams.logs summarises them).
 librdkafka_log = logging.getLogger("streams.kafka.librdkafka")
@@ -103,6 +109,8 @@ class AsyncProducer:
         self._loop_poll: asyncio.TimerHandle | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        # Set when the loop stops serving reports: the poll thread takes over at once.
+        self._thread_turn = threading.Event()
         self._flush_timeout_s = 10.0
         # Delivery reports collected by the poll thread, handed to the loop in batches.
         self._reports: list[tuple[asyncio.Future[Message], KafkaError | None, Message]] = []
@@ -143,6 +151,7 @@ class AsyncProducer:
             self._loop_poll.cancel()
             self._loop_poll = None
         self._stopping.set()
+        self._thread_turn.set()
         thread = self._thread
         if thread is not None and self._loop is not None:
             await self._loop.run_in_executor(None, thread.join)
@@ -181,7 +190,7 @@ class AsyncProducer:
             raise QueueFull("local producer queue is full") from None
         except KafkaException as exc:
             raise ProducerUnavailable(str(exc)) from None
-        if self._loop_poll is None:
+        if self._loop_poll is None and len(producer) >= LOOP_POLL_FROM:
             self._loop_poll = loop.call_later(LOOP_POLL_INTERVAL_S, self._poll_on_loop)
         return fut
 
@@ -191,11 +200,14 @@ class AsyncProducer:
         self._loop_poll = None
         producer = self._producer
         if producer is None or self._closed:
+            self._thread_turn.set()
             return
         producer.poll(0)
-        if len(producer):
+        if len(producer) >= LOOP_POLL_FROM:
             assert self._loop is not None
             self._loop_poll = self._loop.call_later(LOOP_POLL_INTERVAL_S, self._poll_on_loop)
+        else:
+            self._thread_turn.set()  # what is left (if anything) is the thread's
 
     async def send(
         self,
@@ -234,9 +246,11 @@ class AsyncProducer:
         try:
             while not self._stopping.is_set():
                 if self._loop_poll is None:
+                    # Returns as soon as a report is there: a lone request's ack at once.
                     producer.poll(self._poll_timeout_s)
                 else:  # the loop serves the reports: stay out of its way (and off the GIL)
-                    self._stopping.wait(self._poll_timeout_s)
+                    self._thread_turn.wait(self._poll_timeout_s)
+                    self._thread_turn.clear()
                 self._dispatch()
                 if self._down and time.monotonic() - last_probe >= self._probe_interval_s:
                     last_probe = time.monotonic()

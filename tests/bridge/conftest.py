@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from support.bridge_client import SECRET, Client
 
-from streams.bridge.app import create_app, serve
-from streams.bridge.signature import sign
+from streams.bridge.server import create_app, serve
 from streams.settings import Settings
 
-SECRET = "test-webhook-secret"
 
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class BridgeServer:
+class BridgeServer(Client):
     """The bridge app served by `serve()` on its own event loop in a thread."""
 
     def __init__(self, settings: Settings, **app_kwargs: Any) -> None:
@@ -73,38 +59,6 @@ class BridgeServer:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
         assert not self._thread.is_alive(), "bridge did not stop"
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-        timeout: float = 30.0,
-    ) -> Reply:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
-        finally:
-            conn.close()
-
-    def post(
-        self,
-        body: bytes,
-        *,
-        secret: str | None = SECRET,
-        signature: str | None = None,
-        content_type: str = "application/json",
-        **headers: str,
-    ) -> Reply:
-        h = {"Content-Type": content_type, **headers}
-        if signature is None and secret is not None:
-            signature = sign(secret, body)
-        if signature is not None:
-            h["x-voucherify-signature"] = signature
-        return self.request("POST", "/webhooks/voucherify", body, h)
 
 
 @pytest.fixture

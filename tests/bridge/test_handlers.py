@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from streams.bridge.app import ConfigError, create_app
+from streams.bridge.server import ConfigError, create_app
 from streams.bridge.signature import sign
 from streams.kafka.producer import DeliveryFailed, ProducerUnavailable
 from streams.models.serializers.avro import get_codec

@@ -16,7 +16,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from support.tcp_proxy import TcpProxy
 
-from streams.bridge.app import run
+from streams.bridge.server import run
 from streams.dev.ports import free_port
 from streams.dev.reader import read_topic
 from streams.models.serializers.avro import AvroCodec

@@ -1,0 +1,3 @@
+wrk.method = "POST"
+wrk.body = string.rep("x", 2000)
+wrk.headers["Content-Type"] = "application/json"

@@ -1,0 +1,179 @@
+"""The bridge's life cycle, whatever serves its HTTP: build the Bridge from the settings, start
+(topics, schema registration, producer) and stop (drain, flush the producer).
+
+Every HTTP layer (streams.bridge.server's aiohttp server, streams.bridge.asgi's ASGI app) wraps
+one `BridgeService`, so they all start and stop the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+from typing import Any
+
+from streams.bridge.handlers import Bridge
+from streams.bridge.shared_metrics import SharedMetrics
+from streams.bridge.signature import SignatureVerifier
+from streams.kafka.producer import AsyncProducer
+from streams.kafka.topics import ensure_project_topics
+from streams.models.serializers.registry import RegistryUnavailable, SchemaRegistrationError
+from streams.settings import Settings
+
+log = logging.getLogger("streams.bridge")
+
+#: How long shutdown waits for the producer to deliver what is queued (s).
+FLUSH_TIMEOUT_S = 10.0
+#: Waits between attempts to register the schemas while the registry is down (s).
+REGISTRATION_RETRY_S = (0.5, 1.0, 2.0, 5.0)
+
+
+class ConfigError(ValueError):
+    """The bridge cannot start with these settings."""
+
+
+def schemas_of(bridge: Bridge) -> list[tuple[str, str]]:
+    """(schema, topic) of every Avro record the bridge publishes."""
+    return [
+        ("CustomerDeleted", bridge.customer_deleted_topic),
+        ("DeadLetter", bridge.dead_letter_topic),
+    ]
+
+
+async def register_schemas(bridge: Bridge) -> None:
+    """Register (or verify) the bridge's schemas under `<topic>-value`, off the event loop.
+
+    Raises IncompatibleSchema / SchemaRegistrationError (the registry refused: the bridge must
+    not start) or RegistryUnavailable (try again later)."""
+    loop = asyncio.get_running_loop()
+    for name, topic in schemas_of(bridge):
+        await loop.run_in_executor(None, bridge.codec.register, name, topic)
+    bridge.schemas_ready = True
+    bridge.schema_problem = ""
+
+
+async def start_registration(bridge: Bridge) -> None:
+    """At start: register, or, with the registry down, serve 503s and keep trying."""
+    try:
+        await register_schemas(bridge)
+        return
+    except RegistryUnavailable as exc:
+        bridge.schemas_ready = False
+        bridge.schema_problem = str(exc)
+        log.warning(
+            "%s; answering 503 to customer.deleted webhooks until the schemas are registered", exc
+        )
+    bridge.registration = asyncio.create_task(_keep_registering(bridge))
+
+
+async def _keep_registering(bridge: Bridge) -> None:
+    attempt = 0
+    while True:
+        await asyncio.sleep(REGISTRATION_RETRY_S[min(attempt, len(REGISTRATION_RETRY_S) - 1)])
+        attempt += 1
+        try:
+            await register_schemas(bridge)
+        except RegistryUnavailable as exc:
+            bridge.schema_problem = str(exc)
+            continue
+        except SchemaRegistrationError as exc:
+            # Nothing to retry: an operator must act. Stay not ready, never publish.
+            bridge.schema_problem = str(exc)
+            log.error("%s; the bridge stays not ready", exc)
+            return
+        log.info("schemas registered with the schema registry; accepting webhooks again")
+        return
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka settings of the bridge's producer (on top of AsyncProducer's defaults)."""
+    deadline_ms = int(settings.request_deadline_s * 1000)
+    return {
+        "client.id": f"{settings.app_id}-bridge",
+        "linger.ms": settings.linger_ms,
+        # A record not acked within the request's deadline fails instead of lingering in the
+        # queue and being delivered after the sender was told 503.
+        "message.timeout.ms": max(1000, deadline_ms),
+        "request.timeout.ms": max(1000, min(30000, deadline_ms)),
+    }
+
+
+def verifier_of(settings: Settings) -> SignatureVerifier | None:
+    """The signature check of these settings; None only with the insecure flag."""
+    try:
+        secrets = settings.secrets()
+    except OSError as exc:
+        raise ConfigError(f"cannot read VOUCHERIFY_WEBHOOK_SECRET_FILE: {exc}") from None
+    if secrets:
+        return SignatureVerifier(secrets)
+    if not settings.insecure_no_signature:
+        raise ConfigError(
+            "no webhook secret configured: set VOUCHERIFY_WEBHOOK_SECRET (comma-separated for "
+            "rotation) or VOUCHERIFY_WEBHOOK_SECRET_FILE; for local development only, "
+            "BRIDGE_INSECURE_NO_SIGNATURE=true accepts unsigned webhooks"
+        )
+    return None
+
+
+class BridgeService:
+    """One Bridge and the start/stop around it.
+
+    Without `producer`, the service owns one: `start()` creates the missing topics and starts
+    the producer (failing when no broker answers), `stop()` flushes and closes it. A given
+    producer is used as is (the caller starts and closes it; topics are its business too).
+    Raises ConfigError when no secret is configured and the insecure flag is not set.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer: AsyncProducer | None = None,
+        *,
+        codec: Any = None,
+        shared: SharedMetrics | None = None,
+    ) -> None:
+        verifier = verifier_of(settings)
+        self.settings = settings
+        self.owned = producer is None
+        if producer is None:
+            producer = AsyncProducer(settings.bootstrap_servers, producer_config(settings))
+        self.producer = producer
+        self.bridge = Bridge(settings, producer, codec=codec, verifier=verifier)
+        if shared is not None:  # one of --workers N
+            shared.resume(self.bridge.metrics)
+            self.bridge.shared = shared
+
+    async def start(self) -> None:
+        bridge, settings = self.bridge, self.settings
+        if bridge.insecure:
+            log.warning(
+                "!!! INSECURE: no webhook secret, signatures are NOT checked "
+                "(BRIDGE_INSECURE_NO_SIGNATURE). Development only. !!!"
+            )
+        if self.owned:
+            loop = asyncio.get_running_loop()
+            created = await loop.run_in_executor(None, partial(ensure_project_topics, settings))
+            if created:
+                log.info("created topics: %s", ", ".join(created))
+        if settings.schema_registry_url:
+            await start_registration(bridge)
+        if self.owned:
+            await self.producer.start()
+        if bridge.shared is not None:
+            bridge.shared.start(bridge.metrics, bridge.gauges)
+
+    def drain(self) -> None:
+        """Shutting down: /readyz answers 503 from now on."""
+        self.bridge.draining = True
+
+    async def stop(self) -> None:
+        """After the in-flight requests: stop registering, flush and close an owned producer."""
+        self.drain()
+        if self.bridge.registration is not None:
+            self.bridge.registration.cancel()
+        if self.owned:
+            left = await self.producer.close(FLUSH_TIMEOUT_S)
+            if left:
+                log.error("%d records were not delivered before shutdown", left)
+        if self.bridge.shared is not None:
+            self.bridge.shared.stop(self.bridge.metrics, self.bridge.gauges())
