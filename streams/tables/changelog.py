@@ -14,6 +14,7 @@ from typing import Any, cast
 import faust
 from faust.types import TP
 
+from streams import faust_internals
 from streams.kafka.batch_producer import BatchSender, WorkerProducer
 
 
@@ -37,8 +38,7 @@ class Table(faust.Table):  # type: ignore[misc]
             return super().on_key_set(key, value)  # type: ignore[no-any-return]
         partition = self._changelog_partition(key)
         sender.send_changelog(self._changelog_name, partition, key, value)
-        self._maybe_set_key_ttl(key, partition)
-        self._sensor_on_set(self, key, value)
+        faust_internals.table_key_set(self, key, value, partition)
 
     def on_key_del(self, key: Any) -> None:
         sender = self.sender
@@ -46,8 +46,7 @@ class Table(faust.Table):  # type: ignore[misc]
             return super().on_key_del(key)  # type: ignore[no-any-return]
         partition = self._changelog_partition(key)
         sender.send_changelog(self._changelog_name, partition, key, None)
-        self._maybe_del_key_ttl(key, partition)
-        self._sensor_on_del(self, key)
+        faust_internals.table_key_del(self, key, partition)
 
     def _changelog_partition(self, key: bytes) -> int:
         partition = self.partition_for_key(key)  # the current event's partition
