@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
+from faust.stores import memory as memory_store
+from faust.stores import rocksdb as rocksdb_store
 from faust.streams import _current_event
 
 
@@ -47,3 +49,46 @@ def table_key_del(table: Any, key: Any, partition: int) -> None:
     """What `faust.Table.on_key_del` does after its changelog send."""
     table._maybe_del_key_ttl(key, partition)
     table._sensor_on_del(table, key)
+
+
+def _rocksdict_db(store: Any, partition: int) -> Any | None:
+    """The rocksdict database of a RocksDB store's partition (opened on first use, as Faust's
+    own reads and writes do), or None for any other store or binding."""
+    if isinstance(store, rocksdb_store.Store) and store.use_rocksdict:
+        return store._db_for_partition(partition)
+    return None
+
+
+def store_get_many(store: Any, partition: int, keys: list[bytes]) -> list[bytes | None] | None:
+    """The raw values of `keys` in a table partition, in one call (RocksDB multi-get), as the
+    table's own `get` would read them with an event of `partition` current; None when the store
+    is neither RocksDB (rocksdict) nor memory (the caller then reads key by key)."""
+    db = _rocksdict_db(store, partition)
+    if db is not None:
+        return list(db.get(keys))
+    if type(store) is memory_store.Store:
+        data = store.data
+        return [data.get(k) for k in keys]
+    return None
+
+
+def store_put_many(store: Any, partition: int, items: list[tuple[bytes, bytes]]) -> bool:
+    """Write raw `items` to a table partition in one RocksDB write batch (or dict update);
+    False when the store is neither (nothing written: the caller writes key by key).
+
+    Faust's own `Store._set` also notes each key's partition in `_key_index`, a cache for reads
+    without a current event (web views); it is left out here (the dedup table is only read by
+    its agent, always with the partition known), and it would otherwise hold every key."""
+    db = _rocksdict_db(store, partition)
+    if db is not None:
+        from rocksdict import WriteBatch
+
+        batch = WriteBatch(raw_mode=True)  # Faust opens its databases in raw mode
+        for key, value in items:
+            batch.put(key, value)
+        db.write(batch)
+        return True
+    if type(store) is memory_store.Store:
+        store.data.update(items)
+        return True
+    return False
