@@ -25,7 +25,7 @@ from typing import Any
 from bench.broker import Broker, cleanup_topics, ensure_topics_for, settings_for
 from bench.datasets import write_bodies
 from bench.paths import BENCH, CACHE, PY
-from bench.processes import AgentCrashed, Proc, start_bridge, start_worker
+from bench.processes import AgentCrashed, Proc, cpu_seconds, start_bridge, start_worker
 from bench.results import fmt, log, percentile, reason
 from streams.kafka.local import free_port
 
@@ -165,9 +165,16 @@ def attempt(broker: Broker, rate: float, seconds: float) -> dict[str, Any]:
             wait_seen(watcher, [a["cid"] for a in acks], 180, procs)
             if not all(a["cid"] in watcher.fact for a in acks):
                 raise RuntimeError(f"worker not processing after 180s:\n{worker.tail()}")
+            cpu0 = [cpu_seconds(p.pid) or 0.0 for p in procs]
             acks = send(url, bodies, rate, seconds)
             ok = [a for a in acks if 200 <= a["status"] < 300]
             wait_seen(watcher, [a["cid"] for a in ok], 60, procs)
+            # CPU per webhook of each process while the load ran (they share 2 cores with the
+            # broker, the load generator and this harness).
+            for p, c0 in zip(procs, cpu0, strict=True):
+                c1 = cpu_seconds(p.pid)
+                if c1 is not None and acks:
+                    res[f"{p.name}_cpu_ms_per_webhook"] = round(1000 * (c1 - c0) / len(acks), 3)
             for path, seen in (("fact", watcher.fact), ("loyalty", watcher.loyalty)):
                 lat = sorted(1000 * (seen[a["cid"]] - a["acked"]) for a in ok if a["cid"] in seen)
                 res[path] = {
@@ -229,6 +236,8 @@ def summary_rate(res: dict[str, Any]) -> list[str]:
     lines.append(
         f"  (HTTP 2xx itself: p50 {fmt(res['http_p50_ms'], ' ms', 2)}, "
         f"p99 {fmt(res['http_p99_ms'], ' ms', 2)}; sent at "
-        f"{fmt(res.get('achieved_rate_per_s'), '/s')})"
+        f"{fmt(res.get('achieved_rate_per_s'), '/s')}; CPU ms per webhook: worker "
+        f"{fmt(res.get('e2e-worker_cpu_ms_per_webhook'), '', 3)}, bridge "
+        f"{fmt(res.get('bridge_cpu_ms_per_webhook'), '', 3)})"
     )
     return lines

@@ -12,12 +12,22 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 
 class GroupWatch(threading.Thread):
-    def __init__(self, bootstrap: str, group: str, topic: str, partitions: int, members: int):
+    def __init__(
+        self,
+        bootstrap: str,
+        group: str,
+        topic: str,
+        partitions: int,
+        members: int,
+        on_settled: Callable[[], None] | None = None,
+    ):
         super().__init__(daemon=True, name=f"group-watch-{group}")
+        self.on_settled = on_settled  # called (in this thread) each time the group settles
         from confluent_kafka.admin import AdminClient
 
         self.admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
@@ -53,6 +63,8 @@ class GroupWatch(threading.Thread):
             if ok and not ok_before:
                 self.settled = now
                 self.settles += 1
+                if self.on_settled is not None:
+                    self.on_settled()
             ok_before = ok
             self._halt.wait(0.1)
 

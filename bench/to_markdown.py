@@ -82,17 +82,18 @@ def e2e(res: dict[str, Any]) -> list[str]:
 def scale(res: dict[str, Any]) -> list[str]:
     out = [
         f"{n(res['events'])} events, {res['partitions']} partitions:\n",
-        "| workers | events/s (launch → caught up) | CPU s per 100,000 events | rebalance s "
-        "| group settled s after launch | elapsed s |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| workers | events/s (launch → caught up) | CPU s per 100,000 events | the same after "
+        "the group settled | rebalance s | group settled s after launch | elapsed s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for k, r in res["workers"].items():
         if "error" in r:
-            out.append(f"| {k} | FAILED | | | | |")
+            out.append(f"| {k} | FAILED | | | | | |")
             continue
         g = r.get("group") or {}
         out.append(
             f"| {k} | {n(r['events_per_s'])} | {n(r['cpu_s_per_100k_events'], 1)} | "
+            f"{n(r.get('cpu_s_per_100k_events_after_settled'), 1)} | "
             f"{n(g.get('rebalance_s'), 1)} | {n(g.get('settled_s'), 1)} | {n(r['elapsed_s'], 1)} |"
         )
     out.append("\nRatios: " + "; ".join(f"{k} {n(v, 2)}x" for k, v in res["ratios"].items()) + ".")
