@@ -29,7 +29,7 @@ WORKERS = (1, 2, 3)
 
 
 def run(broker: Broker, quick: bool) -> dict[str, Any]:
-    n = 3_000 if quick else 60_000
+    n = 3_000 if quick else 30_000
     ds = dataset(n)
     timeout = 300 if quick else 1200
     by = {
