@@ -61,9 +61,10 @@ class Watcher(threading.Thread):
         while not self.stop.is_set() and time.monotonic() < deadline:
             for m in self.consumer.consume(500, timeout=0.05):
                 now = time.monotonic()
-                if m.error() or m.key() is None:
+                raw = m.key()
+                if m.error() or raw is None:
                     continue
-                key = m.key().decode()
+                key = raw.decode()
                 if m.topic() == self.fact_topic:
                     self.fact.setdefault(key, now)
                 elif key.startswith("campaign:e2e-"):
