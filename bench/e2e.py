@@ -25,7 +25,7 @@ from typing import Any
 from bench.broker import Broker, cleanup_topics, ensure_topics_for, settings_for
 from bench.datasets import write_bodies
 from bench.paths import BENCH, CACHE, PY
-from bench.processes import AgentCrashed, Proc, start_bridge, start_worker
+from bench.processes import AgentCrashed, Proc, cpu_seconds, start_bridge, start_worker
 from bench.results import fmt, log, percentile, reason
 from streams.dev.ports import free_port
 
@@ -61,9 +61,10 @@ class Watcher(threading.Thread):
         while not self.stop.is_set() and time.monotonic() < deadline:
             for m in self.consumer.consume(500, timeout=0.05):
                 now = time.monotonic()
-                if m.error() or m.key() is None:
+                raw = m.key()
+                if m.error() or raw is None:
                     continue
-                key = m.key().decode()
+                key = raw.decode()
                 if m.topic() == self.fact_topic:
                     self.fact.setdefault(key, now)
                 elif key.startswith("campaign:e2e-"):
@@ -110,11 +111,25 @@ def wait_seen(w: Watcher, cids: list[str], timeout: float, procs: list[Proc]) ->
         time.sleep(0.2)
 
 
+#: Rates (webhooks/s) and seconds of each point: today's trickle, and the issue's 1,000/s.
+RATES: tuple[tuple[float, float], ...] = ((30.0, 60.0), (1000.0, 30.0))
+QUICK_RATES: tuple[tuple[float, float], ...] = ((15.0, 6.0), (1000.0, 5.0))
+
+
 def run(broker: Broker, quick: bool, rate: float | None = None) -> dict[str, Any]:
+    """Every rate of RATES (QUICK_RATES; only `rate` when given), each on a fresh bridge,
+    worker and topics: {"by_rate": {"30": ..., "1000": ...}}."""
+    points = QUICK_RATES if quick else RATES
+    if rate is not None:
+        points = ((rate, 6.0 if quick else 60.0),)
+    return {"by_rate": {f"{r:g}": run_rate(broker, r, s) for r, s in points}}
+
+
+def run_rate(broker: Broker, rate: float, seconds: float) -> dict[str, Any]:
     """`attempt`, once more on fresh topics when a Faust agent crashed (the crash is kept)."""
     crashes = []
     for _ in range(3):
-        res = attempt(broker, quick, rate)
+        res = attempt(broker, rate, seconds)
         if not res.get("agent_crashed"):
             break
         crashes.append(res["error"][:600])
@@ -123,9 +138,7 @@ def run(broker: Broker, quick: bool, rate: float | None = None) -> dict[str, Any
     return res
 
 
-def attempt(broker: Broker, quick: bool, rate: float | None = None) -> dict[str, Any]:
-    rate = rate or (15.0 if quick else 30.0)
-    seconds = 6.0 if quick else 60.0
+def attempt(broker: Broker, rate: float, seconds: float) -> dict[str, Any]:
     n = int(rate * seconds)
     warm = CACHE / "e2e-warmup-40.tsv"
     if not warm.exists():
@@ -153,9 +166,16 @@ def attempt(broker: Broker, quick: bool, rate: float | None = None) -> dict[str,
             wait_seen(watcher, [a["cid"] for a in acks], 180, procs)
             if not all(a["cid"] in watcher.fact for a in acks):
                 raise RuntimeError(f"worker not processing after 180s:\n{worker.tail()}")
+            cpu0 = [cpu_seconds(p.pid) or 0.0 for p in procs]
             acks = send(url, bodies, rate, seconds)
             ok = [a for a in acks if 200 <= a["status"] < 300]
             wait_seen(watcher, [a["cid"] for a in ok], 60, procs)
+            # CPU per webhook of each process while the load ran (they share 2 cores with the
+            # broker, the load generator and this harness).
+            for p, c0 in zip(procs, cpu0, strict=True):
+                c1 = cpu_seconds(p.pid)
+                if c1 is not None and acks:
+                    res[f"{p.name}_cpu_ms_per_webhook"] = round(1000 * (c1 - c0) / len(acks), 3)
             for path, seen in (("fact", watcher.fact), ("loyalty", watcher.loyalty)):
                 lat = sorted(1000 * (seen[a["cid"]] - a["acked"]) for a in ok if a["cid"] in seen)
                 res[path] = {
@@ -167,6 +187,10 @@ def attempt(broker: Broker, quick: bool, rate: float | None = None) -> dict[str,
                 }
             res["sent"] = len(acks)
             res["ok"] = len(ok)
+            sent_at = sorted(a["sent"] for a in acks)
+            # What the open loop achieved (the load generator shares the cores too).
+            span = sent_at[-1] - sent_at[0] if len(sent_at) > 1 else 0.0
+            res["achieved_rate_per_s"] = round((len(sent_at) - 1) / span, 1) if span else None
             http = sorted(1000 * (a["acked"] - a["sent"]) for a in ok)
             res["http_p50_ms"] = percentile(http, 50)
             res["http_p99_ms"] = percentile(http, 99)
@@ -192,7 +216,16 @@ def attempt(broker: Broker, quick: bool, rate: float | None = None) -> dict[str,
 
 
 def summary(res: dict[str, Any]) -> list[str]:
-    lines = [f"End-to-end (open loop {res['rate_per_s']}/s for {res['seconds']}s, 2xx -> visible):"]
+    lines: list[str] = []
+    for r in res["by_rate"].values():
+        lines += summary_rate(r)
+    return lines
+
+
+def summary_rate(res: dict[str, Any]) -> list[str]:
+    lines = [
+        f"End-to-end (open loop {res['rate_per_s']:g}/s for {res['seconds']:g}s, 2xx -> visible):"
+    ]
     if "error" in res:
         return [*lines, f"  FAILED: {reason(res['error'])}"]
     for path, label in (("fact", "deletion fact"), ("loyalty", "loyalty aggregate")):
@@ -203,6 +236,9 @@ def summary(res: dict[str, Any]) -> list[str]:
         )
     lines.append(
         f"  (HTTP 2xx itself: p50 {fmt(res['http_p50_ms'], ' ms', 2)}, "
-        f"p99 {fmt(res['http_p99_ms'], ' ms', 2)})"
+        f"p99 {fmt(res['http_p99_ms'], ' ms', 2)}; sent at "
+        f"{fmt(res.get('achieved_rate_per_s'), '/s')}; CPU ms per webhook: worker "
+        f"{fmt(res.get('e2e-worker_cpu_ms_per_webhook'), '', 3)}, bridge "
+        f"{fmt(res.get('bridge_cpu_ms_per_webhook'), '', 3)})"
     )
     return lines

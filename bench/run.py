@@ -119,7 +119,7 @@ def main() -> int:
         action="store_true",
         help="py-spy profiles as collapsed stacks (bench/results/profiles/; summarise with "
         "bench/profile_report.py): bridge and FastAPI at the highest concurrency, each worker "
-        "variant from 12 s after launch for 60 s; perturbs the figures",
+        "variant from 7 s after launch for 60 s; perturbs the figures",
     )
     ap.add_argument(
         "--worker-events",

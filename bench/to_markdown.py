@@ -67,6 +67,47 @@ def worker(w: dict[str, Any]) -> list[str]:
     return out
 
 
+def e2e(res: dict[str, Any]) -> list[str]:
+    out = [
+        "| webhooks/s (sent at) | s | deletion fact p50 / p99 ms | loyalty aggregate p50 / p99 ms "
+        "| missing | 2xx p50 / p99 ms |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for e in res["by_rate"].values():
+        if "error" in e:
+            out.append(f"| {n(e['rate_per_s'])} | {n(e['seconds'])} | FAILED | | | |")
+            continue
+        f, lo = e["fact"], e["loyalty"]
+        out.append(
+            f"| {n(e['rate_per_s'])} ({n(e.get('achieved_rate_per_s'))}) | {n(e['seconds'])} | "
+            f"{n(f['p50_ms'], 1)} / {n(f['p99_ms'], 1)} | {n(lo['p50_ms'], 1)} / "
+            f"{n(lo['p99_ms'], 1)} | {f['missing']} / {lo['missing']} | "
+            f"{n(e['http_p50_ms'], 1)} / {n(e['http_p99_ms'], 1)} |"
+        )
+    return out
+
+
+def scale(res: dict[str, Any]) -> list[str]:
+    out = [
+        f"{n(res['events'])} events, {res['partitions']} partitions:\n",
+        "| workers | events/s (launch → caught up) | CPU s per 100,000 events | the same after "
+        "the group settled | rebalance s | group settled s after launch | elapsed s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k, r in res["workers"].items():
+        if "error" in r:
+            out.append(f"| {k} | FAILED | | | | | |")
+            continue
+        g = r.get("group") or {}
+        out.append(
+            f"| {k} | {n(r['events_per_s'])} | {n(r['cpu_s_per_100k_events'], 1)} | "
+            f"{n(r.get('cpu_s_per_100k_events_after_settled'), 1)} | "
+            f"{n(g.get('rebalance_s'), 1)} | {n(g.get('settled_s'), 1)} | {n(r['elapsed_s'], 1)} |"
+        )
+    out.append("\nRatios: " + "; ".join(f"{k} {n(v, 2)}x" for k, v in res["ratios"].items()) + ".")
+    return out
+
+
 def main() -> int:
     data = json.loads(Path(sys.argv[1]).read_text())
     med = data.get("median") or data["runs"][0]
@@ -79,16 +120,11 @@ def main() -> int:
         print("\n#### Worker\n")
         print("\n".join(worker(med["worker"])))
     if "e2e" in med:
-        e = med["e2e"]
-        print(
-            f"\n#### End to end\n\n{n(e['rate_per_s'])}/s for {n(e['seconds'])} s: deletion fact "
-            f"p50 {n(e['fact']['p50_ms'], 1)} ms, p99 {n(e['fact']['p99_ms'], 1)} ms; loyalty "
-            f"aggregate p50 {n(e['loyalty']['p50_ms'], 1)} ms, p99 {n(e['loyalty']['p99_ms'], 1)}"
-            f" ms (missing: {e['fact']['missing']} / {e['loyalty']['missing']}); the 2xx itself "
-            f"p50 {n(e['http_p50_ms'], 1)} ms."
-        )
+        print("\n#### End to end\n")
+        print("\n".join(e2e(med["e2e"])))
     if "scale" in med:
-        print("\n#### Scale\n\n```\n" + json.dumps(med["scale"], indent=1)[:1500] + "\n```")
+        print("\n#### Scale\n")
+        print("\n".join(scale(med["scale"])))
     if "codec" in med:
         print("\n#### Codec (µs per call)\n")
         print(", ".join(f"{k} {n(v, 1)}" for k, v in med["codec"]["us"].items()))

@@ -27,6 +27,7 @@ from typing import Any
 from bench.broker import Broker, cleanup_topics, ensure_topics_for, produce_all, settings_for
 from bench.catchup import CatchUp
 from bench.datasets import Dataset, dataset
+from bench.group_watch import GroupWatch
 from bench.paths import BENCH, PY
 from bench.processes import (
     AgentCrashed,
@@ -74,12 +75,17 @@ def launch(kind: str, settings: Any, name: str, data_dir: Path) -> Proc:
 
 
 def run_variant(
-    broker: Broker, ds: Dataset, kind: str, processes: int = 1, timeout: float = 900
+    broker: Broker,
+    ds: Dataset,
+    kind: str,
+    processes: int = 1,
+    timeout: float = 900,
+    partitions: int | None = None,
 ) -> dict[str, Any]:
     """`attempt`, retried twice (fresh topics) when a Faust agent crashed; crashes are kept."""
     crashes = []
     for _ in range(3):
-        out = attempt(broker, ds, kind, processes, timeout)
+        out = attempt(broker, ds, kind, processes, timeout, partitions)
         if not out.get("agent_crashed"):
             break
         crashes.append(out["error"][:600])
@@ -90,36 +96,64 @@ def run_variant(
 
 
 def attempt(
-    broker: Broker, ds: Dataset, kind: str, processes: int = 1, timeout: float = 900
+    broker: Broker,
+    ds: Dataset,
+    kind: str,
+    processes: int = 1,
+    timeout: float = 900,
+    partitions: int | None = None,
 ) -> dict[str, Any]:
-    """Pre-fill a fresh input topic, start `processes` processes of `kind`, time the catch-up."""
+    """Pre-fill a fresh input topic, start `processes` processes of `kind`, time the catch-up.
+
+    With `partitions`, every topic of the variant has that many (else the default, 6). Faust
+    variants then also get the consumer group's rebalance timeline (bench.group_watch)."""
     changes: dict[str, Any] = {}
     if kind.startswith("faust-"):
         changes["processing_guarantee"] = kind.removeprefix("faust-")
+    if partitions is not None:
+        changes["topic_partitions"] = partitions
     settings = settings_for(broker, kind.split("-")[0], **changes)
     data_root = Path(tempfile.mkdtemp(prefix="vs-bench-data-"))
     procs: list[Proc] = []
     watch: CatchUp | None = None
+    group: GroupWatch | None = None
+    settled: dict[str, float] = {}
     with cleanup_topics(settings):
         try:
             ensure_topics_for(settings)
             prefill_s = produce_all(settings, ds.keys, ds.values)
             watch = CatchUp(settings, ds)
+            if kind.startswith("faust-") and partitions is not None:
+
+                def on_settled() -> None:  # the start-up's CPU, and how far the outputs got
+                    settled["cpu"] = sum(cpu_seconds(p.pid) or 0.0 for p in procs)
+                    settled["customers"] = watch.loyalty[1] if watch and watch.loyalty else 0
+
+                group = GroupWatch(
+                    settings.bootstrap_servers,
+                    settings.app_id,
+                    settings.topic(settings.customer_deleted_topic),
+                    settings.topic_partitions,
+                    processes,
+                    on_settled,
+                )
+                group.start()
             t0 = time.monotonic()
             for i in range(processes):
                 p = launch(kind, settings, f"{kind}-{i}", data_root / f"p{i}")
                 procs.append(p)
             # Past the start-up (the worker exec's faust, which py-spy must not attach before).
-            spy = profile(procs[0], f"{kind}-x{processes}", 60, delay_s=12)
+            spy = profile(procs[0], f"{kind}-x{processes}", 60, delay_s=7)
             t_done = watch.wait(timeout, procs)
-            cpu = sum(cpu_seconds(p.pid) or 0.0 for p in procs)
+            cpu_each = [cpu_seconds(p.pid) or 0.0 for p in procs]
+            cpu = sum(cpu_each)
             if spy is not None:  # end the recording with the process (py-spy then writes it)
                 for p in procs:
                     p.stop()
                 profile_done(spy)
             first = watch.first_output or t0
             n = len(ds.values)
-            out = {
+            out: dict[str, Any] = {
                 "variant": kind,
                 "processes": processes,
                 "events": n,
@@ -133,7 +167,22 @@ def attempt(
                 "events_per_s_total_all_10_90": _round(watch.steady_events_per_s()),
                 "output_records": watch.outputs,
                 "cpu_s": round(cpu, 1),
+                "cpu_s_per_process": [round(c, 1) for c in cpu_each],
+                # All processes' CPU (utime + stime) over the whole run, start-up included.
+                "cpu_s_per_100k_events": round(cpu / n * 100_000, 2),
             }
+            if group is not None:
+                group.stop()
+                out["partitions"] = settings.topic_partitions
+                out["group"] = group.result(t0)
+                if settled:
+                    # From the (last) settled group on: the CPU of handling events, without the
+                    # processes' start-up and the rebalance. Events before it are estimated
+                    # from the customers total:all showed then (it trails: conservative).
+                    before = settled["customers"] / ds.distinct * n
+                    out["cpu_s_per_100k_events_after_settled"] = round(
+                        (cpu - settled["cpu"]) / max(1.0, n - before) * 100_000, 2
+                    )
             log(
                 f"worker {kind} x{processes}: {fmt(out['events_per_s'])} events/s "
                 f"({out['elapsed_s']}s, first output after {out['startup_s']}s)"
@@ -152,6 +201,8 @@ def attempt(
                 p.stop()
             if watch is not None:
                 watch.close()
+            if group is not None:
+                group.stop()
             shutil.rmtree(data_root, ignore_errors=True)
 
 

@@ -14,15 +14,14 @@ what is committed is the contiguous prefix reported handled here — never Faust
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import faust
 from faust.agents.agent import current_agent
-from faust.streams import _current_event
 from mode.utils.aiter import aiter
 
+from streams import faust_internals
 from streams.agents import exit_for_restart
 from streams.kafka.faust_consumer import HoleError, consumer_of
 
@@ -35,7 +34,7 @@ def use_event(event: faust.EventT) -> None:
     per record. Only the context variable is set, never `Stream.current_event`: the batch buffer
     reads that attribute from the stream's own task.
     """
-    _current_event.set(weakref.ref(event))
+    faust_internals.set_current_event(event)
 
 
 async def batches(
@@ -81,7 +80,7 @@ async def batches(
     enable_acks = s.enable_acks
     s.enable_acks = False  # acknowledged here, per batch
     s.add_processor(add)
-    s._enable_passive(cast(faust.ChannelT, aiter(s.channel)))
+    faust_internals.enable_passive(s, cast(faust.ChannelT, aiter(s.channel)))
     try:
         while not s.should_stop:
             await s.wait_for_stopped(full, timeout=wait_s)  # type: ignore[arg-type]
@@ -118,4 +117,4 @@ async def batches(
         if consuming is not None and not consuming.done():
             consuming.set_result(None)  # release the stream's task; its events stay unacked
         s.enable_acks = enable_acks
-        s._processors.remove(add)
+        faust_internals.remove_processor(s, add)

@@ -9,8 +9,10 @@ after a crash makes the same decision and re-sends the same delta entries with t
 which the aggregators skip; any other record of the id is a duplicate and is dropped.
 
 Records are taken in batches (STREAMS_BATCH_SIZE, STREAMS_BATCH_WAIT_MS): the delta entries of a
-batch travel as one message per destination partition instead of one message per key, and the
-batch's records are acknowledged only once all of it was sent (streams.agents.batching). A batch
+batch travel as one message per destination partition instead of one message per key, the
+dedup table is read and written once per partition and batch (a multi-get and a write batch on
+RocksDB), and the batch's records are acknowledged only once all of it was sent
+(streams.agents.batching). A batch
 that fails exits the worker to be restarted, so nothing after it is committed.
 """
 
@@ -64,7 +66,10 @@ def register(topo: Topology) -> Any:
             stream_ms[partition] = unpack_ms(seen.get(stream_time_key(partition)))
         return stream_ms[partition]
 
-    async def process(event: faust.EventT) -> None:
+    def prepare(event: faust.EventT) -> tuple[faust.EventT, Any, bytes, int] | None:
+        """Decode and plan one record, in offset order (the stream time moves with it). None
+        when there is nothing to count: skipped, or forwarded to the re-key topic."""
+        use_event(event)  # the stream-time read below is from the event's table partition
         msg = event.message
         from_rekey = msg.topic == rekeyed_name
         st = stream_time(msg.partition)
@@ -78,22 +83,30 @@ def register(topo: Topology) -> Any:
             )
         except Exception as exc:  # undecodable or no customer id: nothing to count
             skip(msg, exc)
-            return
+            return None
         cid = p.customer_id.encode()
         if not from_rekey and msg.key != cid:
             sender.send(rekeyed_name, cid, event.value)  # murmur2(cid): cid's dedup partition
-            return
+            return None
         t_ms = to_millis(p.t)
         if st is None or t_ms > st:
             stream_ms[msg.partition] = t_ms
             last_event[msg.partition] = event
         source = msg.partition * 2 + (INPUT_REKEYED if from_rekey else INPUT)
+        return event, p, cid, source
+
+    def count(
+        event: faust.EventT, p: Any, cid: bytes, source: int, first: bytes | None
+    ) -> bytes | None:
+        """Count a planned record whose id's table value is `first`; the mark to write, or
+        None (a duplicate, or a value that cannot be packed: skipped)."""
+        msg = event.message
         offset = msg.offset
         mark = pack_mark(source, offset)
-        first = seen.get(cid)
         if first is not None and first != mark:
             topo.counts["duplicates_dropped"] += 1
-            return  # a duplicate delivery of a customer already counted
+            return None  # a duplicate delivery of a customer already counted
+        t_ms = to_millis(p.t)
         # Packed before the id is marked as counted: a value out of range skips the record.
         try:
             entries = [
@@ -104,10 +117,9 @@ def register(topo: Topology) -> Any:
             fact = codec.encode("CustomerDeletion", p.fact, topic=deletions_name)
         except Exception as exc:
             skip(msg, exc)
-            return
+            return None
         # New id, or a re-run of the record that counted it (re-written: repairs a changelog
         # write lost in a crash).
-        seen[cid] = mark
         if first is None:  # not a re-run of the record that counted it
             topo.counts["customers_counted"] += 1
         if p.late:
@@ -115,15 +127,48 @@ def register(topo: Topology) -> Any:
         for batch, key, entry in entries:
             batch.add(key, entry)
         sender.send(deletions_name, cid, fact)
+        return mark
+
+    def mark_all(planned: list[tuple[faust.EventT, Any, bytes, int]]) -> None:
+        """Look up every planned id of a batch with one table read per partition, count them in
+        offset order and write the marks with one table write per partition. An id seen twice
+        in the batch sees the mark its first record wrote."""
+        by_partition: dict[int, list[bytes]] = {}
+        for event, _, cid, _ in planned:
+            by_partition.setdefault(event.message.partition, []).append(cid)
+        stored: dict[tuple[int, bytes], bytes | None] = {}
+        for partition, cids in by_partition.items():
+            values = seen.get_many(partition, cids)
+            if values is None:  # a store without batched reads: the table's own path
+                return mark_one_by_one(planned)
+            stored.update(zip(((partition, c) for c in cids), values, strict=True))
+        writes: dict[int, dict[bytes, bytes]] = {}
+        for event, p, cid, source in planned:
+            partition = event.message.partition
+            mine = writes.setdefault(partition, {})
+            first = mine[cid] if cid in mine else stored[(partition, cid)]
+            mark = count(event, p, cid, source, first)
+            if mark is not None:
+                mine[cid] = mark
+        for partition, items in writes.items():
+            if items and not seen.set_many(partition, list(items.items())):
+                raise RuntimeError("the dedup table took batched reads but not writes")
+
+    def mark_one_by_one(planned: list[tuple[faust.EventT, Any, bytes, int]]) -> None:
+        for event, p, cid, source in planned:
+            use_event(event)
+            mark = count(event, p, cid, source, seen.get(cid))
+            if mark is not None:
+                seen[cid] = mark
 
     async def handle(events: list[faust.EventT]) -> None:
         loyalty.clear()
         referral.clear()
         stream_ms.clear()
         last_event.clear()
-        for event in events:
-            use_event(event)
-            await process(event)
+        planned = [x for x in map(prepare, events) if x is not None]
+        if planned:
+            mark_all(planned)
         for partition, event in last_event.items():  # the table writes to the event's partition
             use_event(event)
             seen[stream_time_key(partition)] = pack_ms(stream_ms[partition] or 0)

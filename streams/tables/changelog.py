@@ -14,6 +14,7 @@ from typing import Any, cast
 import faust
 from faust.types import TP
 
+from streams import faust_internals
 from streams.kafka.batch_producer import BatchSender, WorkerProducer
 from streams.settings import Settings
 
@@ -38,8 +39,7 @@ class Table(faust.Table):  # type: ignore[misc]
             return super().on_key_set(key, value)  # type: ignore[no-any-return]
         partition = self._changelog_partition(key)
         sender.send_changelog(self._changelog_name, partition, key, value)
-        self._maybe_set_key_ttl(key, partition)
-        self._sensor_on_set(self, key, value)
+        faust_internals.table_key_set(self, key, value, partition)
 
     def on_key_del(self, key: Any) -> None:
         sender = self.sender
@@ -47,8 +47,23 @@ class Table(faust.Table):  # type: ignore[misc]
             return super().on_key_del(key)  # type: ignore[no-any-return]
         partition = self._changelog_partition(key)
         sender.send_changelog(self._changelog_name, partition, key, None)
-        self._maybe_del_key_ttl(key, partition)
-        self._sensor_on_del(self, key)
+        faust_internals.table_key_del(self, key, partition)
+
+    def get_many(self, partition: int, keys: list[bytes]) -> list[bytes | None] | None:
+        """The values of `keys` in `partition`, in one store call (a batch's reads); None when
+        the store cannot (then read them one by one with the event current)."""
+        return faust_internals.store_get_many(self.data, partition, keys)
+
+    def set_many(self, partition: int, items: list[tuple[bytes, bytes]]) -> bool:
+        """`table[key] = value` for each item of `partition`: one store write batch, each write
+        sent to the changelog as one by one. False (nothing done) when the store cannot."""
+        sender = self.sender
+        if sender is None or not faust_internals.store_put_many(self.data, partition, items):
+            return False
+        for key, value in items:
+            sender.send_changelog(self._changelog_name, partition, key, value)
+            faust_internals.table_key_set(self, key, value, partition)
+        return True
 
     def _changelog_partition(self, key: bytes) -> int:
         partition = self.partition_for_key(key)  # the current event's partition
