@@ -18,6 +18,7 @@ from faust.sensors import Sensor
 from faust.tables.base import Collection
 
 from streams import faust_internals
+from streams.settings import Settings
 
 
 def _params(fn: Any) -> list[str]:
@@ -137,7 +138,8 @@ def test_batched_table_reads_and_writes_match_the_tables_own(tmp_path: Path, sto
     from streams.tables import changelog
 
     app = faust.App("batched", store=store, datadir=str(tmp_path), autodiscover=False)
-    table = changelog.create(app, "seen", partitions=2, key_type=bytes, value_type=bytes)
+    settings = Settings.from_env({}, topic_partitions=2)
+    table = changelog.create(app, "seen", settings, "Batched reads and writes.")
     source = _Source()
     table.attach_sender(source)  # type: ignore[arg-type]
     # What `table[key] = value` writes to the store (its changelog send is Table.on_key_set).
