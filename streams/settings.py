@@ -342,6 +342,15 @@ SETTINGS: tuple[Setting, ...] = (
         ("worker",),
     ),
     Setting(
+        "fast_restore",
+        "STREAMS_FAST_RESTORE",
+        True,
+        "Restore table partitions from their changelogs in bulk (librdkafka, write batches)"
+        " before Faust's own recovery; false: Faust's path only.",
+        _bool,
+        ("worker",),
+    ),
+    Setting(
         "stall_timeout_s",
         "STREAMS_STALL_TIMEOUT_S",
         300.0,
@@ -485,6 +494,7 @@ class Settings:
     data_dir: str = "./.streams-data"
     day_retention_days: int = 400
     standby_replicas: int = 0
+    fast_restore: bool = True
     stall_timeout_s: float = 300.0
     partition_stall_s: float = 30.0
     session_timeout_s: float = 10.0
