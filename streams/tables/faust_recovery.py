@@ -120,6 +120,7 @@ class Recovery(faust_recovery.Recovery):  # type: ignore[misc]
         started = time.monotonic()
         deadline, next_log = started + budget, started + LOG_EVERY_S
         stats.running, stats.started_at = True, started
+        base = stats.records  # counted live: the metrics show the progress
         restore: BulkRestore | None = None
         total = sum(t.end - t.start for _, t in targets)
         log.info(
@@ -131,6 +132,7 @@ class Recovery(faust_recovery.Recovery):  # type: ignore[misc]
             restore = BulkRestore(self.consumer_config or {}, [t for _, t in targets])
             while True:
                 more = restore.step(timeout=0.05)
+                stats.records = base + restore.records
                 for tp, t in targets:
                     if t.applied is not None:
                         destination[tp] = t.applied
@@ -173,7 +175,7 @@ class Recovery(faust_recovery.Recovery):  # type: ignore[misc]
             done = sum(t.records for _, t in targets)
             stats.running = False
             stats.restores += 1
-            stats.records += done
+            stats.records = base + done
             stats.seconds += took
             stats.partitions += sum(1 for _, t in targets if t.done)
             stats.last_rate = done / took if took > 0 else 0.0

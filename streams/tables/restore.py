@@ -148,6 +148,7 @@ class BulkRestore:
         if consumer is None or self.finished:
             return False
         chunks: dict[tuple[str, int], list[Message]] = {}
+        eofs: list[tuple[tuple[str, int], int]] = []
         for m in consumer.consume(num_messages=STEP_RECORDS, timeout=timeout):
             err = m.error()
             if err is None:
@@ -157,11 +158,13 @@ class BulkRestore:
                     chunk = chunks[tp] = []
                 chunk.append(m)
             elif err.code() == KafkaError._PARTITION_EOF:
-                self._at_eof(cast(tuple[str, int], (m.topic(), m.partition())), _offset(m))
+                eofs.append((cast(tuple[str, int], (m.topic(), m.partition())), _offset(m)))
             else:
                 raise RuntimeError(f"changelog read failed: {err}")
         for tp, chunk in chunks.items():
             self._apply(tp, chunk)
+        for tp, position in eofs:  # after the records the same call returned
+            self._at_eof(tp, position)
         return not self.finished
 
     def _apply(self, tp: tuple[str, int], chunk: list[Message]) -> None:

@@ -54,6 +54,7 @@ class Worker:
             STREAMS_WEB_HOST="127.0.0.1",
             STREAMS_STORE=self.settings.store,
             STREAMS_PROCESSING_GUARANTEE=self.settings.processing_guarantee,
+            STREAMS_FAST_RESTORE="true" if self.settings.fast_restore else "false",
             SCHEMA_REGISTRY_URL=self.settings.schema_registry_url,
         )
         out = open(self.log, "ab")  # noqa: SIM115 - the child keeps it
