@@ -119,7 +119,7 @@ class Recovery(faust_recovery.Recovery):  # type: ignore[misc]
         budget = BUDGET_SHARE * float(self.app.conf.broker_request_timeout)
         started = time.monotonic()
         deadline, next_log = started + budget, started + LOG_EVERY_S
-        stats.running, stats.started_at = True, started
+        stats.running = True
         base = stats.records  # counted live: the metrics show the progress
         restore: BulkRestore | None = None
         total = sum(t.end - t.start for _, t in targets)
@@ -177,15 +177,13 @@ class Recovery(faust_recovery.Recovery):  # type: ignore[misc]
             stats.restores += 1
             stats.records = base + done
             stats.seconds += took
-            stats.partitions += sum(1 for _, t in targets if t.done)
-            stats.last_rate = done / took if took > 0 else 0.0
             log.info(
                 "fast restore: %d records into %d of %d table partitions in %.2fs (%.0f/s)",
                 done,
                 sum(1 for _, t in targets if t.done),
                 len(targets),
                 took,
-                stats.last_rate,
+                done / took if took > 0 else 0.0,
             )
 
 

@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -114,13 +114,10 @@ class Stats:
     """What the bulk restores of this process did (for the worker's metrics)."""
 
     restores: int = 0
-    records: int = 0
+    records: int = 0  # records applied (updated as they are)
     seconds: float = 0.0
     fallbacks: int = 0
     running: bool = False
-    partitions: int = 0
-    last_rate: float = 0.0
-    started_at: float = field(default=0.0, repr=False)
 
 
 class BulkRestore:
