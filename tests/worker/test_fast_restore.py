@@ -173,3 +173,25 @@ def test_the_bulk_restore_equals_faust_s_own_recovery(
     assert len(restored["fast"]) == 3 * settings.topic_partitions  # 3 tables
     for path, content in restored["faust"].items():
         assert restored["fast"][path] == content, path
+
+
+def test_partitions_a_rebalance_moves_here_are_restored_in_bulk(
+    settings: Settings, workers: Any
+) -> None:
+    datums = make_datums(900, seed=9)
+    first, later = datums[:600], datums[600:]
+    a = workers("a")
+    produce(settings, with_duplicates(first, 0.2))
+    got = wait_exact(settings, expected(first), [a])
+    assert got == expected(first), (diff(got, expected(first))[:20], a.tail())
+    b = workers("b")  # joins: some of a's partitions move to b, which has no tables yet
+    view(b, "/analytics/loyalty", timeout=120)
+    moved = metrics(b)["streams_worker_fast_restore_records_total"]
+    assert moved > 0, b.tail()
+    a.stop()  # and a's partitions move to b as well
+    produce(settings, with_duplicates(later, 0.2) + first[:200])
+    want = expected(datums)
+    got = wait_exact(settings, want, [b], timeout=180)
+    assert got == want, (diff(got, want)[:20], b.tail())
+    assert metrics(b)["streams_worker_fast_restore_records_total"] > moved
+    assert metrics(b)["streams_worker_fast_restore_fallbacks_total"] == 0
