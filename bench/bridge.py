@@ -21,7 +21,7 @@ from bench.paths import BENCH, CACHE, PY
 from bench.processes import Proc, cpu_seconds, profile, profile_done, spawn, start_bridge, wait_http
 from bench.results import fmt, log, ratio, reason
 from bench.venvs import baseline_env, venv_python, venv_versions
-from streams.kafka.local import free_port
+from streams.dev.ports import free_port
 
 CONCURRENCY = (1, 16, 64)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.datasets import SECRET
 from bench.results import log
-from streams.kafka.local import free_port_pair
+from streams.dev.ports import free_port_pair
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Broker:
     """The broker of this run: given by KAFKA_BOOTSTRAP_SERVERS, or a private LocalKafka."""
 
     bootstrap: str
-    local: Any = None  # streams.kafka.local.LocalKafka when we started it
+    local: Any = None  # streams.dev.kafka.LocalKafka when we started it
     home: Path | None = None
 
     @classmethod
@@ -32,7 +32,7 @@ class Broker:
         if given:
             log(f"using the broker at {given} (KAFKA_BOOTSTRAP_SERVERS)")
             return cls(given)
-        from streams.kafka.local import KafkaError, LocalKafka
+        from streams.dev.kafka import KafkaError, LocalKafka
         from streams.settings import Settings
 
         cached = Path(Settings().kafka_home) / "jars"

@@ -31,7 +31,7 @@ def write_bodies(path: Path, count: int, seed: int = 1, tag_campaign: bool = Fal
     ("e2e-<customer id>"), so its loyalty record on the analytics topic is attributable.
     """
     from streams.bridge.signature import sign
-    from streams.demo.generator import compact, webhooks
+    from streams.dev.demo.generator import compact, webhooks
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as out:
@@ -75,10 +75,10 @@ def dataset(n: int, duplicates: float = 0.1, seed: int = 7, cache: bool = True) 
             return cached
         except (OSError, EOFError, AttributeError, ImportError, pickle.UnpicklingError):
             pass  # written by an older layout of this module: build it again
-    from streams.bridge.pii import PiiPolicy
-    from streams.demo.generator import webhooks
+    from streams.dev.demo.generator import webhooks
     from streams.domain.deltas import plan
     from streams.models.customer_deleted import parse_webhook
+    from streams.models.pii import PiiPolicy
     from streams.models.serializers.avro import get_codec
     from streams.settings import Settings
 

@@ -27,7 +27,7 @@ from bench.datasets import write_bodies
 from bench.paths import BENCH, CACHE, PY
 from bench.processes import AgentCrashed, Proc, start_bridge, start_worker
 from bench.results import fmt, log, percentile, reason
-from streams.kafka.local import free_port
+from streams.dev.ports import free_port
 
 
 class Watcher(threading.Thread):

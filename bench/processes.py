@@ -20,8 +20,8 @@ from typing import Any
 from bench.paths import PY, RESULTS, ROOT
 from bench.results import log
 from bench.venvs import venv_python
-from streams.demo.http import http_get
-from streams.kafka.local import free_port
+from streams.dev.http import http_get
+from streams.dev.ports import free_port
 
 #: Set by `run.py --profile`: flame graphs of the processes under test into results/profiles/.
 PROFILE = False

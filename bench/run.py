@@ -80,7 +80,7 @@ def machine() -> dict[str, Any]:
     info["versions"] = {
         p: version(p) for p in ("faust-streaming", "aiokafka", "confluent-kafka", "fastavro")
     }
-    from streams.kafka.local import kafka_version
+    from streams.dev.kafka import kafka_version
 
     info["kafka"] = kafka_version()
     return info

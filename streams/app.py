@@ -45,7 +45,7 @@ from streams.kafka.batch_producer import WorkerProducer
 from streams.kafka.faust_consumer import Consumer as SnapshotConsumer
 from streams.kafka.topics import replicate_faust_topics
 from streams.models.serializers.avro import get_codec
-from streams.settings import SETTINGS, Settings
+from streams.settings import Settings
 from streams.tables import faust_recovery
 from streams.tables import loyalty as loyalty_table
 from streams.tables import referrals as referral_table
@@ -205,6 +205,8 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.on_worker_init.connect
     def _prepare(*args: Any, **kwargs: Any) -> None:
+        # Faust makes only the last level of its data dir (a nested STREAMS_DATA_DIR failed).
+        data_dir(settings).mkdir(parents=True, exist_ok=True)
         if settings.store.startswith("rocksdb"):
             drop_stale_tables(app, settings)
         ensure_external_topics(settings)
@@ -288,29 +290,23 @@ def register_schemas(settings: Settings, codec: Any, wait_s: float = 60.0) -> No
                 time.sleep(1.0)
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes `Settings.from_env()` return `settings` again."""
-    env: dict[str, str] = {}
-    for s in SETTINGS:
-        value = getattr(settings, s.attr)
-        if isinstance(value, bool):
-            env[s.env] = "true" if value else "false"
-        elif isinstance(value, tuple):
-            env[s.env] = ",".join(value)
-        else:
-            env[s.env] = str(value)
-    return env
-
-
 def run(settings: Settings) -> int:
-    """Run the worker for this module's app with `settings` (exec's the faust CLI)."""
-    env = {**os.environ, **settings_env(settings)}
+    """`voucherify-streams worker`: Faust's worker CLI in this process, for an app built from
+    `settings` as resolved by our CLI (flags and env alike; no round trip through env vars)."""
+    from faust.cli.faust import cli
+
+    globals()["app"] = build_app(settings)
     level = _FAUST_LEVELS.get(settings.log_level.lower(), "info")
-    argv = [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", level]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execvpe(argv[0], argv, env)
-    return 0  # not reached
+    # Faust's CLI also reads sys.argv itself (to find -A before parsing): it must see its own.
+    sys.argv[:] = ["faust", "-A", "streams.app", "worker", "-l", level]  # in place: bound early
+    cli.main(args=sys.argv[1:], prog_name="faust")
+    return 0  # not reached: click exits with the worker's exit code
 
 
-app = build_app(worker_settings())
+def __getattr__(name: str) -> Any:
+    """`faust -A streams.app worker` reads `app`: built on first use from the environment and
+    `--datadir` (unless `run` built it), so importing this module builds nothing."""
+    if name == "app":
+        built = globals()["app"] = build_app(worker_settings())
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from streams.settings import Settings, add_arguments, from_args
 
 if TYPE_CHECKING:
-    from streams.kafka.local import LocalCluster
+    from streams.dev.kafka import LocalCluster
 
 log = logging.getLogger("streams")
 
@@ -116,7 +116,7 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def _kafka(action: str, settings: Settings, node: int | None = None) -> int:
-    from streams.kafka.local import KafkaError, LocalCluster
+    from streams.dev.kafka import KafkaError, LocalCluster
 
     try:
         cluster = LocalCluster.for_command(settings, action)
@@ -172,7 +172,7 @@ def _kafka_node(cluster: LocalCluster, action: str, node: int) -> int:
 
 
 def _registry(action: str, settings: Settings) -> int:
-    from streams.registry.local import LocalRegistry, RegistryError
+    from streams.dev.registry import LocalRegistry, RegistryError
 
     registry = LocalRegistry.from_settings(settings)
     try:
@@ -228,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "worker":  # Faust's worker sets up logging itself
+        from streams.app import run as run_worker
+
+        return run_worker(settings)
     _configure_logging(settings)
     if args.command == "kafka":
         return _kafka(args.action, settings, args.node)
@@ -237,12 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.bridge.app import run as run_bridge
 
         return run_bridge(settings)
-    if args.command == "worker":
-        from streams.app import run as run_worker
-
-        return run_worker(settings)
     if args.command == "demo":
-        from streams.demo import run as run_demo
+        from streams.dev.demo import run as run_demo
 
         return run_demo(
             settings,

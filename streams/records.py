@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.bridge.pii import PiiPolicy
 from streams.kafka.producer import Headers
 from streams.models.customer_deleted import EVENT_TYPE
+from streams.models.pii import PiiPolicy
 from streams.settings import Settings
 
 

@@ -1,7 +1,12 @@
 """All configuration in one place: every setting is an env var and a CLI flag.
 
-`SETTINGS` is the single table; the CLI builds its flags from it and the README's
-configuration table lists exactly these rows (a test keeps them in step).
+Each setting is declared once, as a field of `Settings` with its env var and meaning; `SETTINGS`
+is the table derived from those fields. The CLI builds its flags from it and the README's
+configuration table is generated from it (a test keeps the README current).
+
+A plain dataclass rather than pydantic-settings: the values are flat strings, numbers and one
+list, the cross-field rules need code anyway (`validated`), and flags, the README table and the
+child-process environment are all generated from the same field metadata.
 """
 
 from __future__ import annotations
@@ -27,417 +32,48 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+_CACHE = Path.home() / ".cache" / "voucherify-streams"
+_SHOWN = {str(_CACHE): "~/.cache/voucherify-streams"}  # the README shows defaults machine-free
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": _bool,
+    "tuple[str, ...]": _csv,
+}
+
+
+def setting(
+    default: Any,
+    env: str,
+    help: str,
+    *,
+    groups: tuple[str, ...] = ("all",),
+    secret: bool = False,
+) -> Any:
+    """A `Settings` field: its default, env var, meaning, the commands that take it as a flag,
+    and whether it is a secret (never in a repr, a log line or an exception)."""
+    if isinstance(default, Path):
+        default = str(default)
+    meta = {"env": env, "help": help, "groups": groups, "secret": secret}
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One configurable value: its env var, CLI flag, default and meaning."""
+    """One row of the table derived from a `Settings` field."""
 
     attr: str
     env: str
     default: Any
     help: str
-    parse: Callable[[str], Any] = str
-    groups: tuple[str, ...] = ("all",)
-    secret: bool = False
+    parse: Callable[[str], Any]
+    groups: tuple[str, ...]
+    secret: bool
 
     @property
     def flag(self) -> str:
         return "--" + self.attr.replace("_", "-")
-
-
-SETTINGS: tuple[Setting, ...] = (
-    # --- Kafka and naming (every component) ---
-    Setting(
-        "bootstrap_servers",
-        "KAFKA_BOOTSTRAP_SERVERS",
-        "localhost:9092",
-        "Kafka bootstrap servers, comma-separated.",
-    ),
-    Setting(
-        "topic_prefix",
-        "STREAMS_TOPIC_PREFIX",
-        "",
-        "Prepended to every topic name the project creates or uses.",
-    ),
-    Setting(
-        "app_id",
-        "STREAMS_APP_ID",
-        "voucherify-streams",
-        "Names the Faust app and its consumer groups.",
-    ),
-    Setting(
-        "topic_partitions",
-        "STREAMS_TOPIC_PARTITIONS",
-        6,
-        "Partitions of topics created at start when missing.",
-        int,
-    ),
-    Setting(
-        "topic_replication",
-        "STREAMS_TOPIC_REPLICATION",
-        0,
-        "Replication factor of topics created at start (0: the cluster's size, up to 3).",
-        int,
-    ),
-    Setting(
-        "customer_deleted_topic",
-        "STREAMS_CUSTOMER_DELETED_TOPIC",
-        "voucherify.customer.deleted",
-        "Input topic of customer.deleted events.",
-    ),
-    Setting(
-        "dead_letter_topic",
-        "STREAMS_DEAD_LETTER_TOPIC",
-        "voucherify.webhooks.dead-letter",
-        "Topic of requests the bridge could not accept.",
-    ),
-    Setting(
-        "raw_topic",
-        "STREAMS_RAW_TOPIC",
-        "",
-        "If set, other webhook event types are published here as received (JSON).",
-    ),
-    Setting(
-        "loyalty_topic",
-        "STREAMS_LOYALTY_TOPIC",
-        "analytics.loyalty-points-lost",
-        "Compacted output: latest loyalty-points-lost totals per key.",
-    ),
-    Setting(
-        "referral_topic",
-        "STREAMS_REFERRAL_TOPIC",
-        "analytics.referral-impact",
-        "Compacted output: latest referral-impact totals per key.",
-    ),
-    Setting(
-        "deletions_topic",
-        "STREAMS_DELETIONS_TOPIC",
-        "analytics.customer-deletions",
-        "Output: one CustomerDeletion fact per counted customer.",
-    ),
-    Setting(
-        "schema_registry_url",
-        "SCHEMA_REGISTRY_URL",
-        "",
-        "If set, encode with the Confluent wire format via this Schema Registry.",
-    ),
-    Setting("log_level", "STREAMS_LOG_LEVEL", "info", "Log level: debug, info, warning, error."),
-    # --- Local Kafka (`voucherify-streams kafka`) ---
-    Setting(
-        "kafka_port",
-        "STREAMS_KAFKA_PORT",
-        9092,
-        "Port of the local broker started by `kafka start` (node 1 of a cluster).",
-        int,
-        ("kafka",),
-    ),
-    Setting(
-        "kafka_controller_port",
-        "STREAMS_KAFKA_CONTROLLER_PORT",
-        0,
-        "KRaft controller port of the local broker (0: broker port + 1; one broker only).",
-        int,
-        ("kafka",),
-    ),
-    Setting(
-        "kafka_home",
-        "STREAMS_KAFKA_HOME",
-        str(Path.home() / ".cache" / "voucherify-streams" / "kafka"),
-        "Where the local broker keeps its jars, data, pid and log.",
-        str,
-        ("kafka",),
-    ),
-    Setting(
-        "kafka_heap",
-        "STREAMS_KAFKA_HEAP",
-        "1g",
-        "Java heap of the local broker (of each node).",
-        str,
-        ("kafka",),
-    ),
-    # --- Kafka cluster: its size, replication on it, broker-outage logs ---
-    Setting(
-        "brokers",
-        "STREAMS_KAFKA_BROKERS",
-        1,
-        "Nodes of the local Kafka started by `kafka start` (1-5; node i on ports "
-        "STREAMS_KAFKA_PORT + 2(i-1) and + 2(i-1) + 1).",
-        int,
-        ("kafka",),
-    ),
-    Setting(
-        "topic_min_insync",
-        "STREAMS_TOPIC_MIN_INSYNC_REPLICAS",
-        0,
-        "min.insync.replicas of topics created at start (0: 2 when replicated 3+ times, "
-        "else the broker's default).",
-        int,
-    ),
-    Setting(
-        "log_summary_s",
-        "STREAMS_LOG_SUMMARY_S",
-        10.0,
-        "Repeated Kafka client errors (a broker down) are logged once per node per this "
-        "many seconds, then as one line with a count; 0: every line.",
-        float,
-        ("bridge", "worker", "replay"),
-    ),
-    # --- Schema Registry ---
-    Setting(
-        "registry_port",
-        "STREAMS_REGISTRY_PORT",
-        8081,
-        "Port of the local Schema Registry started by `registry start`.",
-        int,
-        ("registry",),
-    ),
-    Setting(
-        "registry_management_port",
-        "STREAMS_REGISTRY_MANAGEMENT_PORT",
-        0,
-        "Health/metrics port of the local Schema Registry (0: registry port + 1).",
-        int,
-        ("registry",),
-    ),
-    Setting(
-        "registry_home",
-        "STREAMS_REGISTRY_HOME",
-        str(Path.home() / ".cache" / "voucherify-streams" / "registry"),
-        "Where the local Schema Registry keeps its app, data, pid and log.",
-        str,
-        ("registry",),
-    ),
-    Setting(
-        "registry_java_home",
-        "STREAMS_REGISTRY_JAVA_HOME",
-        "",
-        "JDK (21+) for the local Schema Registry (empty: the newest under /usr/lib/jvm).",
-        str,
-        ("registry",),
-    ),
-    # --- Bridge ---
-    Setting("bridge_host", "BRIDGE_HOST", "0.0.0.0", "Bridge listen address.", str, ("bridge",)),
-    Setting("bridge_port", "BRIDGE_PORT", 8080, "Bridge listen port.", int, ("bridge",)),
-    Setting(
-        "webhook_secret",
-        "VOUCHERIFY_WEBHOOK_SECRET",
-        (),
-        "Webhook secret(s), comma-separated for rotation.",
-        _csv,
-        ("bridge", "demo"),
-        True,
-    ),
-    Setting(
-        "webhook_secret_file",
-        "VOUCHERIFY_WEBHOOK_SECRET_FILE",
-        "",
-        "File with one webhook secret per line (added to the above).",
-        str,
-        ("bridge",),
-    ),
-    Setting(
-        "insecure_no_signature",
-        "BRIDGE_INSECURE_NO_SIGNATURE",
-        False,
-        "DEVELOPMENT ONLY: accept unsigned webhooks when no secret is set.",
-        _bool,
-        ("bridge",),
-    ),
-    Setting(
-        "max_body_bytes",
-        "BRIDGE_MAX_BODY_BYTES",
-        1024 * 1024,
-        "Largest accepted request body (bytes) before 413.",
-        int,
-        ("bridge",),
-    ),
-    Setting(
-        "linger_ms",
-        "BRIDGE_LINGER_MS",
-        0.0,
-        "librdkafka linger of the bridge (ms): 0 sends at once (measured fastest at 1-64 clients).",
-        float,
-        ("bridge",),
-    ),
-    Setting(
-        "request_deadline_s",
-        "BRIDGE_REQUEST_DEADLINE_S",
-        5.0,
-        "End-to-end deadline of one webhook, incl. the broker ack (s).",
-        float,
-        ("bridge",),
-    ),
-    Setting(
-        "retry_after_s",
-        "BRIDGE_RETRY_AFTER_S",
-        30,
-        "Retry-After sent with 503 (s).",
-        int,
-        ("bridge",),
-    ),
-    Setting(
-        "pii_policy",
-        "PII_POLICY",
-        "redact",
-        "Personal data before publishing: redact, hash or keep.",
-        str,
-        ("bridge", "replay"),
-    ),
-    Setting(
-        "pii_hash_key",
-        "PII_HASH_KEY",
-        "",
-        "HMAC key for PII_POLICY=hash.",
-        str,
-        ("bridge", "replay"),
-        True,
-    ),
-    # --- Worker ---
-    Setting("web_port", "STREAMS_WEB_PORT", 6066, "Faust worker web port.", int, ("worker",)),
-    Setting(
-        "web_host",
-        "STREAMS_WEB_HOST",
-        "0.0.0.0",
-        "Faust worker web bind address.",
-        str,
-        ("worker",),
-    ),
-    Setting(
-        "store",
-        "STREAMS_STORE",
-        "rocksdb://",
-        "Table store: rocksdb:// or memory://.",
-        str,
-        ("worker",),
-    ),
-    Setting(
-        "processing_guarantee",
-        "STREAMS_PROCESSING_GUARANTEE",
-        "exactly_once",
-        "exactly_once or at_least_once.",
-        str,
-        ("worker",),
-    ),
-    Setting(
-        "data_dir",
-        "STREAMS_DATA_DIR",
-        "./.streams-data",
-        "Faust data directory (RocksDB tables).",
-        str,
-        ("worker",),
-    ),
-    Setting(
-        "day_retention_days",
-        "STREAMS_DAY_RETENTION_DAYS",
-        400,
-        "How long the per-day window is kept (days).",
-        int,
-        ("worker",),
-    ),
-    Setting(
-        "standby_replicas",
-        "STREAMS_STANDBY_REPLICAS",
-        0,
-        "Faust table standby replicas (0: see README, standbys lose updates upstream).",
-        int,
-        ("worker",),
-    ),
-    Setting(
-        "fast_restore",
-        "STREAMS_FAST_RESTORE",
-        True,
-        "Restore table partitions from their changelogs in bulk (librdkafka, write batches)"
-        " before Faust's own recovery; false: Faust's path only.",
-        _bool,
-        ("worker",),
-    ),
-    Setting(
-        "stall_timeout_s",
-        "STREAMS_STALL_TIMEOUT_S",
-        300.0,
-        "Exit (to be restarted) after consuming nothing this long while records wait; 0: off.",
-        float,
-        ("worker",),
-    ),
-    Setting(
-        "partition_stall_s",
-        "STREAMS_PARTITION_STALL_S",
-        30.0,
-        "An assigned partition with records waiting and no progress this long is stalled: "
-        "recovered, then the worker exits (to be restarted); 0: off.",
-        float,
-        ("worker",),
-    ),
-    Setting(
-        "session_timeout_s",
-        "STREAMS_SESSION_TIMEOUT_S",
-        10.0,
-        "Consumer-group session timeout (s): how long a dead worker holds its partitions.",
-        float,
-        ("worker",),
-    ),
-    Setting(
-        "worker_id",
-        "STREAMS_WORKER_ID",
-        "",
-        "Stable id of this worker (static group membership): a restarted worker takes its "
-        "partitions back at once. Unique per worker; empty: dynamic membership.",
-        str,
-        ("worker",),
-    ),
-    Setting(
-        "producer_linger_ms",
-        "STREAMS_PRODUCER_LINGER_MS",
-        5.0,
-        "Linger of the worker's producer (ms): fewer, larger produce requests.",
-        float,
-        ("worker",),
-    ),
-    Setting(
-        "batch_size",
-        "STREAMS_BATCH_SIZE",
-        500,
-        "Records an agent takes at once (deltas and outputs are combined per key per batch).",
-        int,
-        ("worker",),
-    ),
-    Setting(
-        "batch_wait_ms",
-        "STREAMS_BATCH_WAIT_MS",
-        10.0,
-        "Longest an agent waits to fill a batch (adds up to this to each stage's latency).",
-        float,
-        ("worker",),
-    ),
-    # --- Dashboard, metrics and operator tools (`/dashboard`, `dead-letters`, `tail`) ---
-    Setting(
-        "dashboard_refresh_ms",
-        "STREAMS_DASHBOARD_REFRESH_MS",
-        1000,
-        "How often the dashboard polls the worker (ms; at most 2000 keeps it within 2 s of the "
-        "tables).",
-        int,
-        ("worker",),
-    ),
-    Setting(
-        "dashboard_top",
-        "STREAMS_DASHBOARD_TOP",
-        10,
-        "Rows in the dashboard's top campaigns, tiers and referrers.",
-        int,
-        ("worker",),
-    ),
-    Setting(
-        "redriven_topic",
-        "STREAMS_REDRIVEN_TOPIC",
-        "voucherify.webhooks.dead-letter.redriven",
-        "Compacted topic of the dead letters `dead-letters redrive` republished (so a second "
-        "run skips them).",
-        str,
-        ("dead-letters",),
-    ),
-)
-
-_BY_ATTR = {s.attr: s for s in SETTINGS}
 
 
 @dataclass(frozen=True, repr=False)
@@ -445,66 +81,299 @@ class Settings:
     """Resolved configuration. Build with `Settings.from_env()`; never read os.environ elsewhere."""
 
     def __repr__(self) -> str:
-        # Secrets (the rows marked secret) never reach a repr, a log line or an exception.
         def show(s: Setting) -> str:
             value = getattr(self, s.attr)
             return f"{s.attr}={'***' if s.secret and value else repr(value)}"
 
         return f"Settings({', '.join(map(show, SETTINGS))})"
 
-    bootstrap_servers: str = "localhost:9092"
-    topic_prefix: str = ""
-    app_id: str = "voucherify-streams"
-    topic_partitions: int = 6
-    topic_replication: int = 0
-    customer_deleted_topic: str = "voucherify.customer.deleted"
-    dead_letter_topic: str = "voucherify.webhooks.dead-letter"
-    raw_topic: str = ""
-    loyalty_topic: str = "analytics.loyalty-points-lost"
-    referral_topic: str = "analytics.referral-impact"
-    deletions_topic: str = "analytics.customer-deletions"
-    schema_registry_url: str = ""
-    log_level: str = "info"
-    kafka_port: int = 9092
-    kafka_controller_port: int = 0
-    kafka_home: str = field(default_factory=lambda: str(_BY_ATTR["kafka_home"].default))
-    kafka_heap: str = "1g"
-    brokers: int = 1
-    topic_min_insync: int = 0
-    log_summary_s: float = 10.0
-    registry_port: int = 8081
-    registry_management_port: int = 0
-    registry_home: str = field(default_factory=lambda: str(_BY_ATTR["registry_home"].default))
-    registry_java_home: str = ""
-    bridge_host: str = "0.0.0.0"
-    bridge_port: int = 8080
-    webhook_secret: tuple[str, ...] = ()
-    webhook_secret_file: str = ""
-    insecure_no_signature: bool = False
-    max_body_bytes: int = 1024 * 1024
-    linger_ms: float = 0.0
-    request_deadline_s: float = 5.0
-    retry_after_s: int = 30
-    pii_policy: str = "redact"
-    pii_hash_key: str = ""
-    web_port: int = 6066
-    web_host: str = "0.0.0.0"
-    store: str = "rocksdb://"
-    processing_guarantee: str = "exactly_once"
-    data_dir: str = "./.streams-data"
-    day_retention_days: int = 400
-    standby_replicas: int = 0
-    fast_restore: bool = True
-    stall_timeout_s: float = 300.0
-    partition_stall_s: float = 30.0
-    session_timeout_s: float = 10.0
-    worker_id: str = ""
-    producer_linger_ms: float = 5.0
-    batch_size: int = 500
-    batch_wait_ms: float = 10.0
-    dashboard_refresh_ms: int = 1000
-    dashboard_top: int = 10
-    redriven_topic: str = "voucherify.webhooks.dead-letter.redriven"
+    # --- Kafka and naming (every component) ---
+    bootstrap_servers: str = setting(
+        "localhost:9092", "KAFKA_BOOTSTRAP_SERVERS", "Kafka bootstrap servers, comma-separated."
+    )
+    topic_prefix: str = setting(
+        "", "STREAMS_TOPIC_PREFIX", "Prepended to every topic name the project creates or uses."
+    )
+    app_id: str = setting(
+        "voucherify-streams", "STREAMS_APP_ID", "Names the Faust app and its consumer groups."
+    )
+    topic_partitions: int = setting(
+        6, "STREAMS_TOPIC_PARTITIONS", "Partitions of topics created at start when missing."
+    )
+    topic_replication: int = setting(
+        0,
+        "STREAMS_TOPIC_REPLICATION",
+        "Replication factor of topics created at start (0: the cluster's size, up to 3).",
+    )
+    customer_deleted_topic: str = setting(
+        "voucherify.customer.deleted",
+        "STREAMS_CUSTOMER_DELETED_TOPIC",
+        "Input topic of customer.deleted events.",
+    )
+    dead_letter_topic: str = setting(
+        "voucherify.webhooks.dead-letter",
+        "STREAMS_DEAD_LETTER_TOPIC",
+        "Topic of requests the bridge could not accept.",
+    )
+    raw_topic: str = setting(
+        "",
+        "STREAMS_RAW_TOPIC",
+        "If set, other webhook event types are published here as received (JSON).",
+    )
+    loyalty_topic: str = setting(
+        "analytics.loyalty-points-lost",
+        "STREAMS_LOYALTY_TOPIC",
+        "Compacted output: latest loyalty-points-lost totals per key.",
+    )
+    referral_topic: str = setting(
+        "analytics.referral-impact",
+        "STREAMS_REFERRAL_TOPIC",
+        "Compacted output: latest referral-impact totals per key.",
+    )
+    deletions_topic: str = setting(
+        "analytics.customer-deletions",
+        "STREAMS_DELETIONS_TOPIC",
+        "Output: one CustomerDeletion fact per counted customer.",
+    )
+    schema_registry_url: str = setting(
+        "",
+        "SCHEMA_REGISTRY_URL",
+        "If set, encode with the Confluent wire format via this Schema Registry.",
+    )
+    log_level: str = setting("info", "STREAMS_LOG_LEVEL", "Log level: debug, info, warning, error.")
+    # --- Local Kafka (`voucherify-streams kafka`) ---
+    kafka_port: int = setting(
+        9092,
+        "STREAMS_KAFKA_PORT",
+        "Port of the local broker started by `kafka start` (node 1 of a cluster).",
+        groups=("kafka",),
+    )
+    kafka_controller_port: int = setting(
+        0,
+        "STREAMS_KAFKA_CONTROLLER_PORT",
+        "KRaft controller port of the local broker (0: broker port + 1; one broker only).",
+        groups=("kafka",),
+    )
+    kafka_home: str = setting(
+        _CACHE / "kafka",
+        "STREAMS_KAFKA_HOME",
+        "Where the local broker keeps its jars, data, pid and log.",
+        groups=("kafka",),
+    )
+    kafka_heap: str = setting(
+        "1g",
+        "STREAMS_KAFKA_HEAP",
+        "Java heap of the local broker (of each node).",
+        groups=("kafka",),
+    )
+    # --- Kafka cluster: its size, replication on it, broker-outage logs ---
+    brokers: int = setting(
+        1,
+        "STREAMS_KAFKA_BROKERS",
+        "Nodes of the local Kafka started by `kafka start` (1-5; node i on ports "
+        "STREAMS_KAFKA_PORT + 2(i-1) and + 2(i-1) + 1).",
+        groups=("kafka",),
+    )
+    topic_min_insync: int = setting(
+        0,
+        "STREAMS_TOPIC_MIN_INSYNC_REPLICAS",
+        "min.insync.replicas of topics created at start (0: 2 when replicated 3+ times, else the "
+        "broker's default).",
+    )
+    log_summary_s: float = setting(
+        10.0,
+        "STREAMS_LOG_SUMMARY_S",
+        "Repeated Kafka client errors (a broker down) are logged once per node per this many "
+        "seconds, then as one line with a count; 0: every line.",
+        groups=("bridge", "worker", "replay"),
+    )
+    # --- Schema Registry ---
+    registry_port: int = setting(
+        8081,
+        "STREAMS_REGISTRY_PORT",
+        "Port of the local Schema Registry started by `registry start`.",
+        groups=("registry",),
+    )
+    registry_management_port: int = setting(
+        0,
+        "STREAMS_REGISTRY_MANAGEMENT_PORT",
+        "Health/metrics port of the local Schema Registry (0: registry port + 1).",
+        groups=("registry",),
+    )
+    registry_home: str = setting(
+        _CACHE / "registry",
+        "STREAMS_REGISTRY_HOME",
+        "Where the local Schema Registry keeps its app, data, pid and log.",
+        groups=("registry",),
+    )
+    registry_java_home: str = setting(
+        "",
+        "STREAMS_REGISTRY_JAVA_HOME",
+        "JDK (21+) for the local Schema Registry (empty: the newest under /usr/lib/jvm).",
+        groups=("registry",),
+    )
+    # --- Bridge ---
+    bridge_host: str = setting(
+        "0.0.0.0", "BRIDGE_HOST", "Bridge listen address.", groups=("bridge",)
+    )
+    bridge_port: int = setting(8080, "BRIDGE_PORT", "Bridge listen port.", groups=("bridge",))
+    webhook_secret: tuple[str, ...] = setting(
+        (),
+        "VOUCHERIFY_WEBHOOK_SECRET",
+        "Webhook secret(s), comma-separated for rotation.",
+        groups=("bridge", "demo"),
+        secret=True,
+    )
+    webhook_secret_file: str = setting(
+        "",
+        "VOUCHERIFY_WEBHOOK_SECRET_FILE",
+        "File with one webhook secret per line (added to the above).",
+        groups=("bridge",),
+    )
+    insecure_no_signature: bool = setting(
+        False,
+        "BRIDGE_INSECURE_NO_SIGNATURE",
+        "DEVELOPMENT ONLY: accept unsigned webhooks when no secret is set.",
+        groups=("bridge",),
+    )
+    max_body_bytes: int = setting(
+        1024 * 1024,
+        "BRIDGE_MAX_BODY_BYTES",
+        "Largest accepted request body (bytes) before 413.",
+        groups=("bridge",),
+    )
+    linger_ms: float = setting(
+        0.0,
+        "BRIDGE_LINGER_MS",
+        "librdkafka linger of the bridge (ms): 0 sends at once (measured fastest at 1-64 clients).",
+        groups=("bridge",),
+    )
+    request_deadline_s: float = setting(
+        5.0,
+        "BRIDGE_REQUEST_DEADLINE_S",
+        "End-to-end deadline of one webhook, incl. the broker ack (s).",
+        groups=("bridge",),
+    )
+    retry_after_s: int = setting(
+        30, "BRIDGE_RETRY_AFTER_S", "Retry-After sent with 503 (s).", groups=("bridge",)
+    )
+    pii_policy: str = setting(
+        "redact",
+        "PII_POLICY",
+        "Personal data before publishing: redact, hash or keep.",
+        groups=("bridge", "replay"),
+    )
+    pii_hash_key: str = setting(
+        "",
+        "PII_HASH_KEY",
+        "HMAC key for PII_POLICY=hash.",
+        groups=("bridge", "replay"),
+        secret=True,
+    )
+    # --- Worker ---
+    web_port: int = setting(6066, "STREAMS_WEB_PORT", "Faust worker web port.", groups=("worker",))
+    web_host: str = setting(
+        "0.0.0.0", "STREAMS_WEB_HOST", "Faust worker web bind address.", groups=("worker",)
+    )
+    store: str = setting(
+        "rocksdb://", "STREAMS_STORE", "Table store: rocksdb:// or memory://.", groups=("worker",)
+    )
+    processing_guarantee: str = setting(
+        "exactly_once",
+        "STREAMS_PROCESSING_GUARANTEE",
+        "exactly_once or at_least_once.",
+        groups=("worker",),
+    )
+    data_dir: str = setting(
+        "./.streams-data",
+        "STREAMS_DATA_DIR",
+        "Faust data directory (RocksDB tables).",
+        groups=("worker",),
+    )
+    day_retention_days: int = setting(
+        400,
+        "STREAMS_DAY_RETENTION_DAYS",
+        "How long the per-day window is kept (days).",
+        groups=("worker",),
+    )
+    standby_replicas: int = setting(
+        0,
+        "STREAMS_STANDBY_REPLICAS",
+        "Faust table standby replicas (0: see README, standbys lose updates upstream).",
+        groups=("worker",),
+    )
+    fast_restore: bool = setting(
+        True,
+        "STREAMS_FAST_RESTORE",
+        "Restore table partitions from their changelogs in bulk (librdkafka, write batches)"
+        " before Faust's own recovery; false: Faust's path only.",
+        groups=("worker",),
+    )
+    stall_timeout_s: float = setting(
+        300.0,
+        "STREAMS_STALL_TIMEOUT_S",
+        "Exit (to be restarted) after consuming nothing this long while records wait; 0: off.",
+        groups=("worker",),
+    )
+    partition_stall_s: float = setting(
+        30.0,
+        "STREAMS_PARTITION_STALL_S",
+        "An assigned partition with records waiting and no progress this long is stalled: "
+        "recovered, then the worker exits (to be restarted); 0: off.",
+        groups=("worker",),
+    )
+    session_timeout_s: float = setting(
+        10.0,
+        "STREAMS_SESSION_TIMEOUT_S",
+        "Consumer-group session timeout (s): how long a dead worker holds its partitions.",
+        groups=("worker",),
+    )
+    worker_id: str = setting(
+        "",
+        "STREAMS_WORKER_ID",
+        "Stable id of this worker (static group membership): a restarted worker takes its "
+        "partitions back at once. Unique per worker; empty: dynamic membership.",
+        groups=("worker",),
+    )
+    producer_linger_ms: float = setting(
+        5.0,
+        "STREAMS_PRODUCER_LINGER_MS",
+        "Linger of the worker's producer (ms): fewer, larger produce requests.",
+        groups=("worker",),
+    )
+    batch_size: int = setting(
+        500,
+        "STREAMS_BATCH_SIZE",
+        "Records an agent takes at once (deltas and outputs are combined per key per batch).",
+        groups=("worker",),
+    )
+    batch_wait_ms: float = setting(
+        10.0,
+        "STREAMS_BATCH_WAIT_MS",
+        "Longest an agent waits to fill a batch (adds up to this to each stage's latency).",
+        groups=("worker",),
+    )
+    # --- Dashboard, metrics and operator tools (`/dashboard`, `dead-letters`, `tail`) ---
+    dashboard_refresh_ms: int = setting(
+        1000,
+        "STREAMS_DASHBOARD_REFRESH_MS",
+        "How often the dashboard polls the worker (ms; at most 2000 keeps it within 2 s of the "
+        "tables).",
+        groups=("worker",),
+    )
+    dashboard_top: int = setting(
+        10,
+        "STREAMS_DASHBOARD_TOP",
+        "Rows in the dashboard's top campaigns, tiers and referrers.",
+        groups=("worker",),
+    )
+    redriven_topic: str = setting(
+        "voucherify.webhooks.dead-letter.redriven",
+        "STREAMS_REDRIVEN_TOPIC",
+        "Compacted topic of the dead letters `dead-letters redrive` republished (so a second run "
+        "skips them).",
+        groups=("dead-letters",),
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -521,10 +390,12 @@ class Settings:
         return cls(**values).validated()
 
     def validated(self) -> Settings:
-        if self.pii_policy not in {"redact", "hash", "keep"}:
-            raise ValueError(f"PII_POLICY: expected redact, hash or keep, got {self.pii_policy!r}")
-        if self.pii_policy == "hash" and not self.pii_hash_key:
-            raise ValueError("PII_POLICY=hash needs PII_HASH_KEY")
+        from streams.models.pii import PiiPolicy  # models import settings: not at the top
+
+        try:
+            PiiPolicy(self.pii_policy, self.pii_hash_key)  # the policy's own rules, named here
+        except ValueError as exc:
+            raise ValueError(f"PII_POLICY, PII_HASH_KEY: {exc}") from None
         if self.processing_guarantee not in {"exactly_once", "at_least_once"}:
             raise ValueError(
                 "STREAMS_PROCESSING_GUARANTEE: expected exactly_once or at_least_once, "
@@ -608,6 +479,20 @@ class Settings:
         return replace(self, **changes).validated()
 
 
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(
+        attr=f.name,
+        env=f.metadata["env"],
+        default=f.default,
+        help=f.metadata["help"],
+        parse=_PARSERS[str(f.type)],
+        groups=f.metadata["groups"],
+        secret=f.metadata["secret"],
+    )
+    for f in fields(Settings)
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser, groups: Iterable[str]) -> None:
     """Add a flag for every setting in `groups` (plus the shared ones)."""
     wanted = set(groups) | {"all"}
@@ -644,12 +529,9 @@ def markdown_table() -> str:
     """The README's configuration table, generated from SETTINGS."""
     rows = ["| env var | flag | default | used by | meaning |", "|---|---|---|---|---|"]
     for s in SETTINGS:
-        default = s.default
-        if s.attr == "kafka_home":
-            default = "~/.cache/voucherify-streams/kafka"
-        if s.attr == "registry_home":
-            default = "~/.cache/voucherify-streams/registry"
-        shown = ",".join(default) if isinstance(default, tuple) else str(default)
+        shown = ",".join(s.default) if isinstance(s.default, tuple) else str(s.default)
+        for local, portable in _SHOWN.items():
+            shown = shown.replace(local, portable)
         shown = f"`{shown}`" if shown != "" else "(empty)"
         used = ", ".join(s.groups).replace("all", "every command")
         rows.append(f"| `{s.env}` | `{s.flag}` | {shown} | {used} | {s.help} |")

@@ -14,20 +14,14 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from streams.kafka.local import (
-    KafkaError,
-    LocalCluster,
-    LocalKafka,
-    broker_answers,
-    free_port_block,
-    free_port_pair,
-)
-from streams.registry.local import LocalRegistry, RegistryError, registry_answers
+from streams.dev.kafka import KafkaError, LocalCluster, LocalKafka, broker_answers
+from streams.dev.ports import free_port_block, free_port_pair
+from streams.dev.registry import LocalRegistry, RegistryError, registry_answers
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,10 +29,27 @@ EXAMPLE = ROOT / "tests" / "data" / "customer-deleted.webhook.json"
 CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def _no_broker(reason: str) -> None:
+def _unavailable(part: str, reason: str) -> None:
+    """Under CI=true a test that needs a real part fails, never skips, when none can be had."""
     if CI:
-        pytest.fail(f"no Kafka broker could be had under CI=true: {reason}")
-    pytest.skip(f"no Kafka broker: {reason}")
+        pytest.fail(f"no {part} could be had under CI=true: {reason}")
+    pytest.skip(f"no {part}: {reason}")
+
+
+def _given(var: str, answers: Callable[..., bool], part: str) -> str | None:
+    """The address of a running `part` named by env var `var`, checked to answer."""
+    address = os.environ.get(var)
+    if address and not answers(address, timeout=10):
+        _unavailable(part, f"{var}={address} does not answer")
+    return address or None
+
+
+def _no_broker(reason: str) -> None:
+    _unavailable("Kafka broker", reason)
+
+
+def _no_registry(reason: str) -> None:
+    _unavailable("Schema Registry", reason)
 
 
 def _docker_answers() -> bool:
@@ -54,11 +65,9 @@ def _docker_answers() -> bool:
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[str]:
     """Bootstrap servers of a real broker."""
-    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if env:
-        if not broker_answers(env, timeout=10):
-            _no_broker(f"KAFKA_BOOTSTRAP_SERVERS={env} does not answer")
-        yield env
+    given = _given("KAFKA_BOOTSTRAP_SERVERS", broker_answers, "Kafka broker")
+    if given:
+        yield given
         return
     if _docker_answers():
         from testcontainers.kafka import KafkaContainer
@@ -130,11 +139,9 @@ def schema_registry() -> Iterator[str]:
     STREAMS_TEST_SCHEMA_REGISTRY_URL when set, else the project's local Apicurio Registry
     started once on free ports (its app cached like the broker's jars) and stopped at the end.
     Under CI=true a registry test fails, never skips, when none can be had."""
-    env = os.environ.get("STREAMS_TEST_SCHEMA_REGISTRY_URL")
-    if env:
-        if not registry_answers(env, timeout=10):
-            _no_registry(f"STREAMS_TEST_SCHEMA_REGISTRY_URL={env} does not answer")
-        yield env
+    given = _given("STREAMS_TEST_SCHEMA_REGISTRY_URL", registry_answers, "Schema Registry")
+    if given:
+        yield given
         return
     base = Settings.from_env()
     port = free_port_pair()
@@ -149,12 +156,6 @@ def schema_registry() -> Iterator[str]:
         registry.stop()
         registry.reset()
         shutil.rmtree(registry.state_dir, ignore_errors=True)
-
-
-def _no_registry(reason: str) -> None:
-    if CI:
-        pytest.fail(f"no Schema Registry could be had under CI=true: {reason}")
-    pytest.skip(f"no Schema Registry: {reason}")
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 from confluent_kafka import Producer
 
 from streams import cli, operator
-from streams.kafka.local import free_port
-from streams.kafka.reader import read_topic
+from streams.dev.ports import free_port
+from streams.dev.reader import read_topic
 from streams.kafka.topics import ensure_project_topics
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings

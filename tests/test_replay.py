@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from streams.cli import main
-from streams.kafka.reader import read_topic
+from streams.dev.reader import read_topic
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
 

@@ -13,15 +13,25 @@ from streams.settings import SETTINGS, Settings, add_arguments, from_args, markd
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_field_has_exactly_one_setting() -> None:
+def test_the_table_is_the_fields() -> None:
     assert [f.name for f in dataclasses.fields(Settings)] == [s.attr for s in SETTINGS]
-
-
-def test_defaults_match_the_table() -> None:
     defaults = Settings()
-    for s in SETTINGS:
-        if s.attr not in {"kafka_home", "registry_home"}:
-            assert getattr(defaults, s.attr) == s.default, s.env
+    assert all(getattr(defaults, s.attr) == s.default for s in SETTINGS)
+    envs = [s.env for s in SETTINGS]
+    assert len(set(envs)) == len(envs), "two settings share an env var"
+
+
+def test_each_type_parses_from_its_env_var() -> None:
+    s = Settings.from_env(
+        {
+            "STREAMS_TOPIC_PARTITIONS": "12",
+            "BRIDGE_LINGER_MS": "0.5",
+            "BRIDGE_INSECURE_NO_SIGNATURE": "yes",
+            "VOUCHERIFY_WEBHOOK_SECRET": "a,b",
+        }
+    )
+    assert (s.topic_partitions, s.linger_ms, s.insecure_no_signature) == (12, 0.5, True)
+    assert s.webhook_secret == ("a", "b")
 
 
 def test_env_then_flags() -> None:

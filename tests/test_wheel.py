@@ -28,7 +28,7 @@ import json, sys
 from importlib.resources import files
 import streams
 for name in ("pom.xml", "log4j2.properties"):
-    assert files("streams.kafka").joinpath(name).is_file(), name
+    assert files("streams.dev").joinpath(name).is_file(), name
 from streams.models.customer_deleted import parse_webhook
 from streams.models.serializers.avro import get_codec
 

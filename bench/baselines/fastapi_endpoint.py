@@ -21,8 +21,8 @@ import os
 from confluent_kafka import Producer
 from fastapi import FastAPI, HTTPException, Request
 
-from streams.bridge.pii import PiiPolicy
 from streams.models.customer_deleted import parse_webhook
+from streams.models.pii import PiiPolicy
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
 

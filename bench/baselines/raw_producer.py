@@ -22,9 +22,9 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from streams.bridge.app import producer_config
-from streams.bridge.pii import PiiPolicy
 from streams.kafka.producer import DEFAULT_CONFIG
 from streams.models.customer_deleted import EVENT_TYPE, parse_webhook
+from streams.models.pii import PiiPolicy
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
 

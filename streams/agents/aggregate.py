@@ -17,10 +17,9 @@ from typing import Any, cast
 
 import faust
 
-from streams.agents import exit_for_restart
+from streams.agents import Topology, exit_for_restart
 from streams.agents.batching import batches, use_event
 from streams.domain.state import KeyState, unpack_deltas
-from streams.kafka.batch_producer import WorkerProducer
 
 log = logging.getLogger(__name__)
 
@@ -30,28 +29,26 @@ def output_record(names: tuple[str, str, str], key: bytes, st: KeyState) -> dict
     return {
         "dimension": dim,
         "key": k,
-        names[0]: st.c0,
-        names[1]: st.c1,
-        names[2]: st.c2,
+        **st.named(names),
         "updated_at": st.updated_ms,
     }
 
 
 def register(
-    app: faust.App,
+    topo: Topology,
+    kind: str,
     *,
-    producer: WorkerProducer,
-    name: str,
     source: faust.TopicT,
     table: Any,
     out: faust.TopicT,
-    codec: Any,
     schema: str,
     names: tuple[str, str, str],
-    exact: bool = True,
-    batch_size: int = 500,
-    batch_wait_s: float = 0.01,
 ) -> Any:
+    """The agent `<app id>.<kind>`: deltas from `source` into `table`, totals to `out`."""
+    app, producer, codec, settings = topo.app, topo.producer, topo.codec, topo.settings
+    name = f"{settings.app_id}.{kind}"
+    exact = settings.processing_guarantee == "exactly_once"
+    batch_size, batch_wait_s = settings.batch_size, settings.batch_wait_ms / 1000
     out_name = out.get_topic_name()
     encode = codec.encode
     sender = table.attach_sender(producer)  # the table's writes are this agent's records
@@ -86,11 +83,11 @@ def register(
             except ValueError as exc:  # not this version's format: nothing to apply
                 log.error("skipping %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
                 continue
-            for key, c0, c1, c2, t_ms, src, off in entries:
+            for key, counts, t_ms, src, off in entries:
                 st = touched.get(key)
                 if st is None:
                     st = touched[key] = KeyState.unpack(table.get(key))
-                st.apply(c0, c1, c2, t_ms, src, off, exact)
+                st.apply(counts, t_ms, src, off, exact)
         for event, touched in pending.values():
             use_event(event)
             flush(touched)

@@ -26,8 +26,8 @@ from streams.agents import INPUT, INPUT_REKEYED, Topology, exit_for_restart
 from streams.agents.batching import batches, use_event
 from streams.agents.skipped import Skipped
 from streams.domain.deltas import from_millis, plan, to_millis
-from streams.domain.routing import DeltaBatch
 from streams.domain.state import pack_delta, pack_mark, pack_ms, stream_time_key, unpack_ms
+from streams.kafka.routing import DeltaBatch
 from streams.models.serializers.projection import WORKER_FIELDS
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ _KEY_LEN = struct.Struct(">I")
 _HEAD = struct.Struct(">qqqq")
 _MARK = struct.Struct(">iq")
 
-Delta = tuple[bytes, int, int, int, int, int, int]  # key, c0, c1, c2, t_ms, source, offset
+Counts = tuple[int, int, int]  # a table's three counters, in the order its names give
+Delta = tuple[bytes, Counts, int, int, int]  # key, counts, t_ms, source, offset
 
 
 def pack_delta(
@@ -43,9 +44,9 @@ def unpack_deltas(data: bytes) -> list[Delta]:
             pos += _KEY_LEN.size
             key = data[pos : pos + n]
             pos += n
-            c0, c1, c2, t_ms, src, off = _DELTA.unpack_from(data, pos)
+            first, second, third, t_ms, src, off = _DELTA.unpack_from(data, pos)
             pos += _DELTA.size
-            out.append((key, c0, c1, c2, t_ms, src, off))
+            out.append((key, (first, second, third), t_ms, src, off))
     except struct.error:
         raise ValueError(f"truncated delta message ({end} bytes)") from None
     return out
@@ -75,11 +76,10 @@ def pack_mark(source: int, offset: int) -> bytes:
 
 @dataclass
 class KeyState:
-    """A key's totals plus, per source, the highest offset already applied."""
+    """A key's totals plus, per source, the highest offset already applied. The three counts are
+    named by the key's table (streams.domain.deltas.LOYALTY_COUNTERS, REFERRAL_COUNTERS)."""
 
-    c0: int = 0
-    c1: int = 0
-    c2: int = 0
+    counts: list[int] = field(default_factory=lambda: [0, 0, 0])
     updated_ms: int = 0
     marks: dict[int, int] = field(default_factory=dict)
 
@@ -87,20 +87,20 @@ class KeyState:
     def unpack(cls, data: bytes | None) -> KeyState:
         if not data:
             return cls()
-        c0, c1, c2, t = _HEAD.unpack_from(data, 0)
+        *counts, t = _HEAD.unpack_from(data, 0)
         marks = {}
         for pos in range(_HEAD.size, len(data), _MARK.size):
             src, off = _MARK.unpack_from(data, pos)
             marks[src] = off
-        return cls(c0, c1, c2, t, marks)
+        return cls(counts, t, marks)
 
     def pack(self) -> bytes:
-        parts = [_HEAD.pack(self.c0, self.c1, self.c2, self.updated_ms)]
+        parts = [_HEAD.pack(*self.counts, self.updated_ms)]
         parts.extend(_MARK.pack(s, o) for s, o in sorted(self.marks.items()))
         return b"".join(parts)
 
     def apply(
-        self, c0: int, c1: int, c2: int, t_ms: int, source: int, offset: int, exact: bool = True
+        self, counts: Counts, t_ms: int, source: int, offset: int, exact: bool = True
     ) -> bool:
         """Add a delta unless this (source, offset) was applied already; True when added.
 
@@ -111,13 +111,18 @@ class KeyState:
             if self.marks.get(source, -1) >= offset:
                 return False
             self.marks[source] = offset
-        self.c0 += c0
-        self.c1 += c1
-        self.c2 += c2
+        mine = self.counts
+        mine[0] += counts[0]
+        mine[1] += counts[1]
+        mine[2] += counts[2]
         if t_ms > self.updated_ms:
             self.updated_ms = t_ms
         return True
 
     @property
-    def counters(self) -> tuple[int, int, int]:
-        return (self.c0, self.c1, self.c2)
+    def counters(self) -> Counts:
+        return (self.counts[0], self.counts[1], self.counts[2])
+
+    def named(self, names: tuple[str, str, str]) -> dict[str, int]:
+        """The counts under their table's names."""
+        return dict(zip(names, self.counts, strict=True))

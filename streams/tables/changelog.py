@@ -15,6 +15,7 @@ import faust
 from faust.types import TP
 
 from streams.kafka.batch_producer import BatchSender, WorkerProducer
+from streams.settings import Settings
 
 
 class Table(faust.Table):  # type: ignore[misc]
@@ -60,8 +61,17 @@ class Table(faust.Table):  # type: ignore[misc]
         self.data.set_persisted_offset(TP(topic, partition), offset)
 
 
-def create(app: faust.App, name: str, **kwargs: Any) -> Table:
-    """Like `app.Table(name, **kwargs)`, with this class."""
-    table = Table(app, name=name, beacon=app.tables.beacon, **kwargs)
+def create(app: faust.App, name: str, settings: Settings, help: str) -> Table:
+    """Like `app.Table(name, ...)`, with this class: raw bytes keys and values (the agents
+    pack them), partitioned like the topics the project creates."""
+    table = Table(
+        app,
+        name=name,
+        beacon=app.tables.beacon,
+        partitions=settings.topic_partitions,
+        key_type=bytes,
+        value_type=bytes,
+        help=help,
+    )
     app.tables.add(table)
     return table

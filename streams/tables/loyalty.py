@@ -13,11 +13,4 @@ NAME = "loyalty-points-lost"
 
 
 def create(app: faust.App, settings: Settings) -> changelog.Table:
-    return changelog.create(
-        app,
-        NAME,
-        partitions=settings.topic_partitions,
-        key_type=bytes,
-        value_type=bytes,
-        help="Loyalty points lost per dimension:key.",
-    )
+    return changelog.create(app, NAME, settings, "Loyalty points lost per dimension:key.")

@@ -13,11 +13,4 @@ NAME = "referral-impact"
 
 
 def create(app: faust.App, settings: Settings) -> changelog.Table:
-    return changelog.create(
-        app,
-        NAME,
-        partitions=settings.topic_partitions,
-        key_type=bytes,
-        value_type=bytes,
-        help="Referral impact per dimension:key.",
-    )
+    return changelog.create(app, NAME, settings, "Referral impact per dimension:key.")

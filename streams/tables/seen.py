@@ -17,8 +17,6 @@ def create(app: faust.App, settings: Settings) -> changelog.Table:
     return changelog.create(
         app,
         NAME,
-        partitions=settings.topic_partitions,
-        key_type=bytes,
-        value_type=bytes,
-        help="Customer ids already counted, with the input offset that counted them.",
+        settings,
+        "Customer ids already counted, with the input offset that counted them.",
     )

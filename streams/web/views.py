@@ -24,8 +24,8 @@ from faust.web import Request, Response, View
 from streams.agents import Topology
 from streams.agents.health import Health, not_ready
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS, from_millis
-from streams.domain.routing import partition_of
 from streams.domain.state import KeyState
+from streams.kafka.routing import partition_of
 from streams.web import query as q
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,7 @@ def render(items: Iterable[tuple[bytes, bytes]], names: tuple[str, str, str]) ->
         dim, _, k = key.decode().partition(":")
         st = KeyState.unpack(value)
         out.setdefault(dim, {})[k] = {
-            names[0]: st.c0,
-            names[1]: st.c1,
-            names[2]: st.c2,
+            **st.named(names),
             "updated_at": from_millis(st.updated_ms).astimezone(UTC).isoformat(),
         }
     return out

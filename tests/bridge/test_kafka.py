@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from support.processes import free_port_pair
 
-from streams.bridge.pii import PiiPolicy
 from streams.bridge.signature import sign
-from streams.kafka.local import LocalKafka
-from streams.kafka.reader import read_topic
+from streams.dev.kafka import LocalKafka
+from streams.dev.reader import read_topic
 from streams.models.customer_deleted import parse_webhook
+from streams.models.pii import PiiPolicy
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
 

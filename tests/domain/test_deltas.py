@@ -122,10 +122,10 @@ def test_totals_count_each_customer_once() -> None:
 
 def test_key_state_idempotent_and_roundtrip() -> None:
     st = KeyState()
-    assert st.apply(5, 1, 1, 100, 0, 7)
-    assert not st.apply(5, 1, 1, 100, 0, 7)  # replay
-    assert not st.apply(5, 1, 1, 100, 0, 3)  # older
-    assert st.apply(2, 1, 0, 50, 3, 1)  # another source
+    assert st.apply((5, 1, 1), 100, 0, 7)
+    assert not st.apply((5, 1, 1), 100, 0, 7)  # replay
+    assert not st.apply((5, 1, 1), 100, 0, 3)  # older
+    assert st.apply((2, 1, 0), 50, 3, 1)  # another source
     assert st.counters == (7, 2, 1) and st.updated_ms == 100
     again = KeyState.unpack(st.pack())
     assert again == st
@@ -133,8 +133,8 @@ def test_key_state_idempotent_and_roundtrip() -> None:
 
 def test_key_state_at_least_once_counts_replays() -> None:
     st = KeyState()
-    assert st.apply(5, 1, 1, 100, 0, 7, exact=False)
-    assert st.apply(5, 1, 1, 100, 0, 7, exact=False)
+    assert st.apply((5, 1, 1), 100, 0, 7, exact=False)
+    assert st.apply((5, 1, 1), 100, 0, 7, exact=False)
     assert st.counters == (10, 2, 2) and st.marks == {}
 
 

@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 
+from streams.dev.reader import read_topic
 from streams.kafka.admin import TopicSpec, ensure_topics
 from streams.kafka.batch_producer import BatchSender, WorkerProducer
 from streams.kafka.producer import DeliveryFailed
-from streams.kafka.reader import read_topic
 from streams.settings import Settings
 
 pytestmark = pytest.mark.kafka

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from streams.cli import main
-from streams.kafka.local import KafkaError, LocalCluster, free_port_block, replication_for
+from streams.dev.kafka import KafkaError, LocalCluster, replication_for
+from streams.dev.ports import free_port_block
 from streams.settings import Settings
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from streams.kafka.local import free_port
-from streams.kafka.reader import read_topic
+from streams.dev.ports import free_port
+from streams.dev.reader import read_topic
 from streams.settings import Settings
 
 pytestmark = pytest.mark.kafka

@@ -9,7 +9,7 @@ import pytest
 from support.processes import free_port_pair
 
 from streams.cli import main
-from streams.kafka.local import LocalKafka, broker_answers
+from streams.dev.kafka import LocalKafka, broker_answers
 
 
 def _args(port: int, home: Path) -> list[str]:

@@ -8,8 +8,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Producer
 
+from streams.dev.reader import read_topic
 from streams.kafka.admin import TopicSpec, ensure_topics
-from streams.kafka.reader import read_topic
 from streams.settings import Settings
 
 pytestmark = pytest.mark.kafka

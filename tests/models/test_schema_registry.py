@@ -14,7 +14,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from streams.kafka.local import free_port
+from streams.dev.ports import free_port
 from streams.models import DecodeError, parse_webhook
 from streams.models.serializers.avro import AvroCodec
 from streams.models.serializers.registry import (

@@ -11,13 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.processes import Service, free_port
-from support.senders import Outcome, send
-
-from streams.demo.generator import webhooks
-from streams.kafka.local import LocalKafka
-from streams.settings import Settings
-
-from .conftest import (
+from support.reliability import (
     SECRET,
     expected_totals,
     fact_counts,
@@ -28,6 +22,11 @@ from .conftest import (
     view_diff,
     wait_for_totals,
 )
+from support.senders import Outcome, send
+
+from streams.dev.demo.generator import webhooks
+from streams.dev.kafka import LocalKafka
+from streams.settings import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.reliability, pytest.mark.timeout(600)]
 

@@ -22,16 +22,7 @@ from typing import Any
 
 import pytest
 from support.processes import Service
-from support.senders import SIGNATURE, Outcome, send
-
-from streams.bridge.signature import sign
-from streams.demo.generator import Webhook, webhooks
-from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS
-from streams.kafka.admin import admin_client
-from streams.kafka.local import LocalCluster
-from streams.settings import Settings
-
-from .conftest import (
+from support.reliability import (
     SECRET,
     as_view,
     expected_totals,
@@ -45,6 +36,14 @@ from .conftest import (
     view_diff,
     wait_for_totals,
 )
+from support.senders import SIGNATURE, Outcome, send
+
+from streams.bridge.signature import sign
+from streams.dev.demo.generator import Webhook, webhooks
+from streams.dev.kafka import LocalCluster
+from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS
+from streams.kafka.admin import admin_client
+from streams.settings import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.reliability, pytest.mark.timeout(600)]
 

@@ -1,6 +1,6 @@
 """Crash schedules (issue #11): seeded SIGKILL schedules; afterwards every count is exact.
 
-Each seed draws a schedule (see tests/reliability/crash_schedule.py): about 460 signed webhooks
+Each seed draws a schedule (see tests/support/crash_schedule.py): about 460 signed webhooks
 (about 410 customers, the rest re-deliveries) sent in four chunks, and after each of the first
 three a SIGKILL of a worker's process group at a drawn moment (mid-batch, group join, start-up,
 table recovery, twice within a session timeout; a third of the seeds run two workers). Then:
@@ -31,13 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.crash_schedule import MOMENTS as ALL_MOMENTS
+from support.crash_schedule import generate, run_schedule
 from support.processes import Service
+from support.reliability import record_figures
 
 from streams.settings import Settings
-
-from .conftest import record_figures
-from .crash_schedule import MOMENTS as ALL_MOMENTS
-from .crash_schedule import generate, run_schedule
 
 pytestmark = [pytest.mark.kafka, pytest.mark.reliability, pytest.mark.timeout(1500)]
 

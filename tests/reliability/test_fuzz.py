@@ -15,14 +15,13 @@ from typing import Any
 import aiohttp
 import pytest
 from support.processes import Service
+from support.reliability import SECRET, record_figures, start_bridge
 
 from streams.bridge.signature import sign
-from streams.demo.generator import compact, webhooks
-from streams.kafka.reader import read_topic
+from streams.dev.demo.generator import compact, webhooks
+from streams.dev.reader import read_topic
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
-
-from .conftest import SECRET, record_figures, start_bridge
 
 pytestmark = [pytest.mark.kafka, pytest.mark.reliability, pytest.mark.timeout(600)]
 

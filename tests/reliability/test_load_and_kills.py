@@ -10,13 +10,7 @@ from collections.abc import Callable
 
 import pytest
 from support.processes import Service
-from support.senders import Outcome, send
-
-from streams.demo.generator import webhooks
-from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS
-from streams.settings import Settings
-
-from .conftest import (
+from support.reliability import (
     SECRET,
     as_view,
     expected_totals,
@@ -30,6 +24,11 @@ from .conftest import (
     view_diff,
     wait_for_totals,
 )
+from support.senders import Outcome, send
+
+from streams.dev.demo.generator import webhooks
+from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS
+from streams.settings import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.reliability, pytest.mark.timeout(600)]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from streams.bridge.signature import sign
-from streams.demo.generator import Webhook
+from streams.dev.demo.generator import Webhook
 
 SIGNATURE = "x-voucherify-signature"
 

@@ -15,8 +15,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from faust.types import TP
 from faust.types import Message as FaustMessage
 
+from streams.dev.reader import read_topic
 from streams.kafka.admin import TopicSpec, ensure_topics
-from streams.kafka.reader import read_topic
 from streams.tables import faust_recovery, restore
 
 pytestmark = pytest.mark.kafka

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 from support.processes import Service, http_get
-from worker.conftest import make_payload
+from support.worker import make_payload
 
 from streams.bridge.signature import sign
 from streams.domain.deltas import totals

@@ -11,13 +11,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-
-from streams.app import changelogs
-from streams.domain.state import pack_mark
-from streams.settings import Settings
-from streams.tables import seen
-
-from .conftest import (
+from support.worker import (
     Worker,
     diff,
     expected,
@@ -28,6 +22,11 @@ from .conftest import (
     wait_exact,
     with_duplicates,
 )
+
+from streams.app import changelogs
+from streams.domain.state import pack_mark
+from streams.settings import Settings
+from streams.tables import seen
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 
@@ -101,14 +100,11 @@ def kill_during_the_restore(worker: Worker, timeout: float = 180) -> tuple[dict[
 
 @pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
 def test_sigkill_during_the_bulk_restore_then_exact_totals(
-    settings: Settings, workers: Any, store: str, tmp_path: Path
+    settings: Settings, workers: Any, store: str
 ) -> None:
-    dirs = [tmp_path / "d1", tmp_path / "d2"]
-    for d in dirs:  # the worker does not create a missing data dir's parents with memory://
-        d.mkdir()
     datums = make_datums(900, seed=21)
     first, later = datums[:600], datums[600:]
-    w1 = workers("w1", data_dir=dirs[0], store=store)
+    w1 = workers("w1", store=store)
     produce(settings, with_duplicates(first, 0.2))
     got = wait_exact(settings, expected(first), [w1])
     assert got == expected(first), (diff(got, expected(first))[:20], w1.tail())
@@ -116,7 +112,7 @@ def test_sigkill_during_the_bulk_restore_then_exact_totals(
     fill_dedup_changelog(settings, FILLERS)
     total = changelog_records(settings)
     # A new machine: an empty data dir, every table restored from the changelogs.
-    w2 = workers("w2", data_dir=dirs[1], store=store)
+    w2 = workers("w2", store=store)
     seen_then, status = kill_during_the_restore(w2)
     assert status == 503  # the views said the totals are not there yet
     w3 = w2.start()  # same data dir: for RocksDB, what the killed restore had written

@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from support.worker import diff, expected, make_datums, produce, wait_exact
 
 from streams.app import changelogs, ensure_external_topics
 from streams.settings import Settings
 from streams.tables.local_state import CLUSTER_ID_FILE
-
-from .conftest import diff, expected, make_datums, produce, wait_exact
 
 pytestmark = pytest.mark.kafka
 

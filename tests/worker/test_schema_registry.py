@@ -14,13 +14,12 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from support.tcp_proxy import TcpProxy
+from support.worker import diff, expected, make_datums, produce, wait_exact
 
-from streams.kafka.local import free_port
-from streams.kafka.reader import read_topic
+from streams.dev.ports import free_port
+from streams.dev.reader import read_topic
 from streams.models.serializers.avro import AvroCodec
 from streams.settings import Settings
-
-from .conftest import diff, expected, make_datums, produce, wait_exact
 
 pytestmark = [pytest.mark.kafka, pytest.mark.registry]
 

@@ -3,15 +3,14 @@ the web views, with duplicates, a mis-keyed record, SIGKILL and restart, and two
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
-
-from streams.settings import Settings
-
-from .conftest import (
+from support.worker import (
     diff,
     expected,
     facts,
@@ -22,6 +21,11 @@ from .conftest import (
     wait_exact,
     with_duplicates,
 )
+
+from streams.dev.http import http_get
+from streams.dev.ports import free_port
+from streams.dev.process import Child
+from streams.settings import Settings
 
 pytestmark = pytest.mark.kafka
 
@@ -139,3 +143,32 @@ def test_a_backfill_of_old_deletions_keeps_its_days(settings: Settings, workers:
     assert len(want["loyalty"]["day"]) >= 5
     got = wait_exact(settings, want, [w])
     assert got == want, (diff(got, want)[:20], w.tail())
+
+
+def test_cli_worker_runs_on_its_flags_alone(settings: Settings, tmp_path: Path) -> None:
+    """`voucherify-streams worker` builds its app from the flags it was given (Faust's worker
+    runs in the same process; nothing passes through env vars), into a data dir not made yet."""
+    port = free_port()
+    data = tmp_path / "not" / "made" / "yet"
+    argv = [sys.executable, "-m", "streams", "worker"]
+    argv += ["--bootstrap-servers", settings.bootstrap_servers, "--app-id", settings.app_id]
+    argv += ["--topic-prefix", settings.topic_prefix, "--topic-partitions", "3"]
+    argv += ["--web-host", "127.0.0.1", "--web-port", str(port), "--data-dir", str(data)]
+    argv += ["--store", "memory://", "--log-level", "warning"]
+    clean = {k: "" for k in settings.to_env()}  # none of ours from the environment
+    w = Child("cli-worker", argv, tmp_path / "cli-worker.log", env=clean).start()
+    try:
+        w.wait_http(f"http://127.0.0.1:{port}/analytics/loyalty", timeout=120)
+        datums = make_datums(40, seed=5)
+        produce(settings, datums)
+        want = expected(datums)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status, body = http_get(f"http://127.0.0.1:{port}/analytics/loyalty")
+            if status == 200 and strip_updated(body) == want["loyalty"]:
+                break
+            time.sleep(0.5)
+        assert strip_updated(body) == want["loyalty"], w.tail()
+        assert (data / settings.app_id).is_dir(), w.tail()
+    finally:
+        assert w.stop(40) == 0, w.tail()

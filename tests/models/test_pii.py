@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from streams.bridge.pii import PiiPolicy
 from streams.models.customer_deleted import parse_webhook
+from streams.models.pii import PiiPolicy
 
 PERSONAL = ("name", "email", "phone", "birthdate", "description")
 ADDRESS_PERSONAL = ("line_1", "line_2", "postal_code")

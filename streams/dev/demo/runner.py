@@ -7,22 +7,19 @@ whatever already answers. At the end it prints the analytics from the worker's w
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import secrets
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from streams.bridge.signature import sign
-from streams.demo.generator import Webhook, webhooks
-from streams.kafka.local import KafkaError, LocalCluster, broker_answers
+from streams.dev.demo.generator import Webhook, webhooks
+from streams.dev.http import http_get
+from streams.dev.kafka import KafkaError, LocalCluster, broker_answers
+from streams.dev.process import Child
 from streams.progress import Progress
 from streams.settings import Settings
 
@@ -34,51 +31,42 @@ class Started:
     """What this demo run started (and so what `--stop` stops)."""
 
     kafka: LocalCluster | None = None
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    processes: dict[str, Child] = field(default_factory=dict)
 
 
 def http_json(url: str, timeout: float = 5.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return json.loads(resp.read())
+    status, body = http_get(url, timeout)
+    if status != 200:
+        raise RuntimeError(f"{url} answered {status or 'nothing'}")
+    return body
 
 
 def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(200 <= resp.status < 300)
-    except (OSError, urllib.error.URLError):
-        return False
+    return 200 <= http_get(url, timeout=2)[0] < 300
 
 
 def _local(host: str) -> str:
     return "127.0.0.1" if host in {"0.0.0.0", "", "::"} else host
 
 
-def spawn(name: str, argv: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
-    logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / f"{name}.log", "ab") as out:
-        return subprocess.Popen(
-            argv,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+def spawn(command: str, settings: Settings, logs: Path) -> Child:
+    """`python -m streams <command>` with `settings`, logging to logs/<command>.log."""
+    argv = [sys.executable, "-m", "streams", command]
+    return Child(command, argv, logs / f"{command}.log", env=settings.to_env()).start()
 
 
 def wait_until(
     what: str,
     check: Any,
     timeout: float,
-    proc: subprocess.Popen[bytes] | None = None,
+    proc: Child | None = None,
     log: Path | None = None,
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
-        if proc is not None and proc.poll() is not None:
+        if proc is not None and proc.proc is not None and not proc.alive:
             raise RuntimeError(f"{what} exited with code {proc.returncode}; see {log}")
         time.sleep(0.3)
     raise RuntimeError(f"{what} not ready after {timeout:.0f}s; see {log}")
@@ -105,7 +93,7 @@ def ensure_worker(settings: Settings, started: Started, logs: Path) -> str:
         print(f"Worker: reusing {base}")
         return base
     print(f"Worker: starting (log {logs / 'worker.log'}) ...")
-    proc = spawn("worker", [sys.executable, "-m", "streams", "worker"], settings.to_env(), logs)
+    proc = spawn("worker", settings, logs)
     started.processes["worker"] = proc
     wait_until(
         "the worker", lambda: answers(f"{base}/analytics/loyalty"), 180, proc, logs / "worker.log"
@@ -119,7 +107,7 @@ def ensure_bridge(settings: Settings, started: Started, logs: Path) -> str:
         print(f"Bridge: reusing {base}")
         return base
     print(f"Bridge: starting (log {logs / 'bridge.log'}) ...")
-    proc = spawn("bridge", [sys.executable, "-m", "streams", "bridge"], settings.to_env(), logs)
+    proc = spawn("bridge", settings, logs)
     started.processes["bridge"] = proc
     wait_until("the bridge", lambda: answers(f"{base}/readyz"), 60, proc, logs / "bridge.log")
     return base
@@ -250,12 +238,7 @@ def report(worker: str) -> str:
 
 def stop_all(started: Started) -> None:
     for name, proc in started.processes.items():
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        proc.stop(60)
         print(f"stopped the {name}")
     if started.kafka is not None:
         started.kafka.stop()

@@ -12,17 +12,16 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import tarfile
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.kafka.local import _alive, _signal, port_in_use
-from streams.kafka.maven import fetch_once
+from streams.dev.daemon import Daemon
+from streams.dev.maven import fetch_once
+from streams.dev.ports import port_in_use
 from streams.settings import Settings
 
 VERSION = "3.3.3"
@@ -165,6 +164,11 @@ class LocalRegistry:
     def pid_file(self) -> Path:
         return self.state_dir / "registry.pid"
 
+    @property
+    def daemon(self) -> Daemon:
+        """A java running this cache's quarkus-run.jar."""
+        return Daemon(self.pid_file, str(self.app_dir / "quarkus-run.jar").encode())
+
     # --- the app ---
     def fetch(self) -> Path:
         """Fetch and unpack Apicurio's Quarkus app with Maven into the cache (once)."""
@@ -173,15 +177,8 @@ class LocalRegistry:
 
     # --- process state ---
     def pid(self) -> int | None:
-        """The pid of our running registry, or None (a stale pid file is removed)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        if _alive(pid) and self._is_ours(pid):
-            return pid
-        self.pid_file.unlink(missing_ok=True)
-        return None
+        """The pid of our running registry, or None."""
+        return self.daemon.pid()
 
     def ready(self, timeout: float = 2.0) -> bool:
         """Quarkus reports ready and the Confluent-compatible API answers."""
@@ -245,20 +242,11 @@ class LocalRegistry:
             "-jar",
             str(app / "quarkus-run.jar"),
         ]
-        with open(self.log_file, "ab") as out:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=self.state_dir,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(str(proc.pid))
+        proc = self.daemon.launch(cmd, self.log_file, cwd=self.state_dir)
         if not self._wait_ready(proc, timeout):
             code = proc.poll()
             if code is not None:
-                self.pid_file.unlink(missing_ok=True)
+                self.daemon.forget()
                 raise RegistryError(f"the registry exited with code {code}; see {self.log_file}")
             self.stop()
             raise RegistryError(
@@ -278,30 +266,10 @@ class LocalRegistry:
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the registry; False when it was not running."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.1)
-        if _alive(pid):
-            _signal(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.1)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return self.daemon.stop(timeout)
 
     def reset(self) -> None:
         """Delete the registry's schemas (it must be stopped)."""
         if self.pid() is not None:
             raise RegistryError("stop the registry before resetting its data")
         shutil.rmtree(self.state_dir / "db", ignore_errors=True)
-
-    def _is_ours(self, pid: int) -> bool:
-        """Guard against a recycled pid: a java running this cache's quarkus-run.jar."""
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return sys.platform != "linux"
-        return str(self.app_dir / "quarkus-run.jar").encode() in cmdline

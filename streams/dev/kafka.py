@@ -16,21 +16,19 @@ size and cluster id; `node-<i>/`: data, server.properties, kafka.log, kafka.pid)
 from __future__ import annotations
 
 import base64
-import contextlib
-import errno
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.kafka.maven import fetch_once
+from streams.dev.daemon import Daemon
+from streams.dev.maven import fetch_once
+from streams.dev.ports import port_in_use
 from streams.settings import Settings
 
 POM = Path(__file__).with_name("pom.xml")
@@ -56,45 +54,6 @@ def kafka_version() -> str:
     text = POM.read_text(encoding="utf-8")
     start = text.index("<kafka.version>") + len("<kafka.version>")
     return text[start : text.index("</kafka.version>", start)]
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            return exc.errno == errno.EADDRINUSE
-    return False
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_pair() -> int:
-    """A free port whose next port is free too (a local broker and its controller)."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
-
-
-def free_port_block(count: int, attempts: int = 100) -> int:
-    """A free port followed by `count - 1` free ports (a local cluster's base port)."""
-    for _ in range(attempts):
-        port = free_port()
-        if port + count <= 65535 and not any(port_in_use(p) for p in range(port, port + count)):
-            return port
-    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
@@ -169,6 +128,10 @@ class LocalKafka:
     def pid_file(self) -> Path:
         return self.state_dir / "kafka.pid"
 
+    @property
+    def daemon(self) -> Daemon:
+        return Daemon(self.pid_file, b"kafka.Kafka")
+
     # --- jars ---
     def fetch_jars(self) -> Path:
         """Resolve Kafka's jars with Maven into the cache (once per version)."""
@@ -177,15 +140,8 @@ class LocalKafka:
 
     # --- process state ---
     def pid(self) -> int | None:
-        """The pid of our running broker, or None (a stale pid file is removed)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        if _alive(pid) and _is_kafka(pid):
-            return pid
-        self.pid_file.unlink(missing_ok=True)
-        return None
+        """The pid of our running broker, or None."""
+        return self.daemon.pid()
 
     def status(self) -> str:
         pid = self.pid()
@@ -264,22 +220,13 @@ class LocalKafka:
             "kafka.Kafka",
             str(self.state_dir / "server.properties"),
         ]
-        with open(self.state_dir / "kafka.out", "ab") as out:
-            proc = subprocess.Popen(
-                cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(str(proc.pid))
-        return proc
+        return self.daemon.launch(cmd, self.state_dir / "kafka.out")
 
     def exited(self, proc: subprocess.Popen[bytes]) -> KafkaError | None:
         """An error naming this node when its JVM has exited."""
         if proc.poll() is None:
             return None
-        self.pid_file.unlink(missing_ok=True)
+        self.daemon.forget()
         return KafkaError(
             f"{self.describe()} exited with code {proc.returncode} before it answered; "
             f"see {self.log_file} and {self.state_dir / 'kafka.out'}"
@@ -314,41 +261,22 @@ class LocalKafka:
 
     def signal_stop(self) -> int | None:
         """SIGTERM (a controlled shutdown) without waiting; its pid, or None."""
-        pid = self.pid()
-        if pid is not None:
-            _signal(pid, signal.SIGTERM)
-        return pid
+        return self.daemon.signal_stop()
 
     def answers(self, timeout: float = 2.0) -> bool:
         return broker_answers(self.bootstrap, timeout=timeout)
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stop the broker; False when it was not running."""
-        pid = self.signal_stop()
-        if pid is None:
-            return False
-        self.wait_stopped(pid, timeout)
-        return True
+        return self.daemon.stop(timeout)
 
     def wait_stopped(self, pid: int, timeout: float = 60.0) -> None:
         """After `signal_stop`: until the JVM is gone (SIGKILL past `timeout`)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        if _alive(pid):
-            _signal(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.1)
-        self.pid_file.unlink(missing_ok=True)
+        self.daemon.wait_stopped(pid, timeout)
 
     def kill(self) -> None:
         """SIGKILL the broker (fault tests): no clean shutdown."""
-        pid = self.pid()
-        if pid is not None:
-            _signal(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.05)
-            self.pid_file.unlink(missing_ok=True)
+        self.daemon.kill()
 
     def reset(self) -> None:
         """Delete the broker's data (it must be stopped)."""
@@ -753,34 +681,3 @@ def _java() -> str:
     if java is None:
         raise KafkaError("Java 17+ (java) is not on PATH: the local broker needs it")
     return java
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours is dead for our purposes.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            return False
-    return True
-
-
-def _is_kafka(pid: int) -> bool:
-    """Guard against a recycled pid: the process must be a java running kafka.Kafka."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return sys.platform != "linux"
-    return b"kafka.Kafka" in cmdline
-
-
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)

@@ -42,16 +42,15 @@ from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
-from support.processes import Service
-from support.senders import Outcome, send
 
 from streams.agents.watchdog import group_lag
 from streams.app import INTERNAL
-from streams.demo.generator import Webhook, webhooks
+from streams.dev.demo.generator import Webhook, webhooks
+from streams.dev.process import ChildError
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS
 from streams.settings import Settings
-
-from .conftest import (
+from support.processes import Service
+from support.reliability import (
     SECRET,
     as_view,
     expected_totals,
@@ -62,6 +61,7 @@ from .conftest import (
     view_diff,
     wait_for_totals,
 )
+from support.senders import Outcome, send
 
 log = logging.getLogger(__name__)
 
@@ -429,7 +429,7 @@ class Run:
                     else:
                         w.wait_answering(VIEW, timeout=left)
                     break
-                except AssertionError:
+                except ChildError:
                     if time.monotonic() >= deadline:
                         raise
 
@@ -558,7 +558,7 @@ def run_schedule(
             run.start()
             run.execute()
             problems = run.verify()
-        except AssertionError as exc:  # a process that never came up, or exited early
+        except (AssertionError, ChildError) as exc:  # a process never came up, or exited early
             problems = [f"the schedule could not run: {str(exc)[:2000]}"]
     elapsed = time.monotonic() - t0
     run.timeline("done in %.1fs, %d kills", elapsed, run.kills)

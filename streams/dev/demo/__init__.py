@@ -1,5 +1,5 @@
 """The demo: generated webhooks through the real bridge, worker and Kafka."""
 
-from streams.demo.runner import run
+from streams.dev.demo.runner import run
 
 __all__ = ["run"]

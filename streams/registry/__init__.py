@@ -1,1 +1,0 @@
-"""A local Schema Registry (Apicurio Registry, Confluent-compatible API)."""
