@@ -11,14 +11,21 @@ probes produced before ready were counted (all six should be).
 Variants: `memory` (STREAMS_STORE=memory://, always restores the whole changelog), `rocksdb-cold`
 (empty data dir: restores the whole changelog into RocksDB), `rocksdb-warm` (restart on the data
 dir the cold run left: RocksDB has it, only the changelog's tail is read), and `empty` (memory,
-no entries: the start-up cost without any restore, for reference).
+no entries: the start-up cost without any restore, for reference). Those use the bulk restore
+(streams.tables.restore); `memory-faust` and `rocksdb-cold-faust` are the same with
+STREAMS_FAST_RESTORE=false (Faust's own recovery), in the same run (BENCH_RECOVERY_FAUST=0 leaves
+them out). After ready, the worker's metrics give the dedup table's keys (`keys`: the customers
+plus the probes counted, or the restore lost entries) and what the bulk restore did.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,7 @@ from bench.processes import AgentCrashed, start_worker
 from bench.results import fmt, log, ratio, reason
 
 PARTITIONS = 6
+COLD = {"rocksdb": "rocksdb-cold", "rocksdb-faust": "rocksdb-cold-faust"}
 
 
 def fill_changelog(bootstrap: str, topic: str, n: int) -> float:
@@ -119,8 +127,9 @@ def start_and_probe(settings: Any, data_dir: Path, name: str, timeout: float) ->
     def wait_facts(want: set[bytes], until: float) -> bool:
         while time.monotonic() < until and not want <= seen:
             for m in consumer.consume(100, timeout=0.2):
-                if not m.error():
-                    seen.add(m.key())
+                key = m.key()
+                if not m.error() and key is not None:
+                    seen.add(key)
             proc.check()
         return want <= seen
 
@@ -146,6 +155,8 @@ def start_and_probe(settings: Any, data_dir: Path, name: str, timeout: float) ->
             raise TimeoutError(f"ready, but probes not processed in 120s:\n{proc.tail()}")
         first_event = time.monotonic() - t_probe
         wait_facts(early, time.monotonic() + 10)
+        # After the timings: counting a RocksDB table's keys walks it.
+        metrics = _metrics(proc.web_port)  # type: ignore[attr-defined]
     finally:
         proc.stop(timeout=60)
         consumer.close()
@@ -155,7 +166,16 @@ def start_and_probe(settings: Any, data_dir: Path, name: str, timeout: float) ->
         "rss_mb": rss,
         # Of the six probes produced right at the start (before ready), how many were counted.
         "early_probes_counted": len(early & seen),
+        "keys": metrics.get('streams_worker_table_keys{table="seen-customers"}'),
+        "bulk_restore_records": metrics.get("streams_worker_fast_restore_records_total"),
+        "bulk_restore_s": metrics.get("streams_worker_fast_restore_seconds_total"),
     }
+
+
+def _metrics(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as resp:
+        text = resp.read().decode()
+    return {m[1]: float(m[2]) for m in re.finditer(r"^(\S+) (\S+)$", text, re.M)}
 
 
 def _tail(path: Path, size: int = 65536) -> str:
@@ -177,9 +197,13 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def measure(broker: Broker, label: str, store: str, count: int, timeout: float) -> dict:
+def measure(
+    broker: Broker, label: str, store: str, count: int, timeout: float, fast: bool = True
+) -> dict:
     # Info level: Faust logs its recovery progress (kept in bench/results/logs/).
-    settings = settings_for(broker, f"rec-{label}", store=store, log_level="info")
+    settings = settings_for(
+        broker, f"rec-{label}", store=store, log_level="info", fast_restore=fast
+    )
     data_dir = Path(tempfile.mkdtemp(prefix="vs-bench-data-"))
     out: dict[str, Any] = {}
     with cleanup_topics(settings):
@@ -189,9 +213,9 @@ def measure(broker: Broker, label: str, store: str, count: int, timeout: float) 
             fill_s = fill_changelog(broker.bootstrap, changelog, count) if count else 0.0
             r = start_and_probe(settings, data_dir, f"rec-{label}", timeout)
             r["fill_s"] = round(fill_s, 1)
-            key = "rocksdb-cold" if label == "rocksdb" else label
+            key = COLD.get(label, label)
             out[key] = r
-            log(f"recovery {key} ({count:,} customers): ready in {r['ready_s']}s")
+            log(f"recovery {key} ({count:,} customers): ready in {r['ready_s']}s, keys {r['keys']}")
             if label == "rocksdb":
                 r2 = start_and_probe(settings, data_dir, "rec-rocksdb-warm", timeout)
                 out["rocksdb-warm"] = r2
@@ -205,11 +229,17 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
     n = 10_000 if quick else 1_000_000
     timeout = 300 if quick else 1200
     res: dict[str, Any] = {"customers": n}
-    plan = [("empty", "memory://", 0), ("memory", "memory://", n), ("rocksdb", "rocksdb://", n)]
-    for label, store, count in plan:
+    plan = [
+        ("empty", "memory://", 0, True),
+        ("memory", "memory://", n, True),
+        ("rocksdb", "rocksdb://", n, True),
+    ]
+    if os.environ.get("BENCH_RECOVERY_FAUST", "1") != "0":
+        plan += [("memory-faust", "memory://", n, False), ("rocksdb-faust", "rocksdb://", n, False)]
+    for label, store, count, fast in plan:
         for attempt in range(3):  # again on fresh topics when a Faust agent crashed
             try:
-                res.update(measure(broker, label, store, count, timeout))
+                res.update(measure(broker, label, store, count, timeout, fast))
                 break
             except AgentCrashed as exc:
                 res.setdefault("agent_crashes", []).append(str(exc)[:600])
@@ -219,17 +249,25 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
                 res[label] = {"error": str(exc)[-3000:]}
                 log(f"recovery {label} FAILED: {exc}")
                 break
-    mem = res.get("memory", {}).get("ready_s")
+
+    def ready(key: str) -> Any:
+        return res.get(key, {}).get("ready_s")
+
+    mem = ready("memory")
     res["ratios"] = {
-        "rocksdb-cold / memory": ratio(res.get("rocksdb-cold", {}).get("ready_s"), mem),
-        "rocksdb-warm / memory": ratio(res.get("rocksdb-warm", {}).get("ready_s"), mem),
+        "rocksdb-cold / memory": ratio(ready("rocksdb-cold"), mem),
+        "rocksdb-warm / memory": ratio(ready("rocksdb-warm"), mem),
+        # How many times faster than Faust's own recovery, start to ready, same run.
+        "memory: faust / bulk": ratio(ready("memory-faust"), mem),
+        "rocksdb-cold: faust / bulk": ratio(ready("rocksdb-cold-faust"), ready("rocksdb-cold")),
     }
     return res
 
 
 def summary(res: dict[str, Any]) -> list[str]:
     lines = [f"Recovery (start -> ready, {res['customers']:,} customers in the dedup table):"]
-    for key in ("empty", "memory", "rocksdb-cold", "rocksdb-warm", "rocksdb"):
+    keys = ("empty", "memory", "rocksdb-cold", "rocksdb-warm", "rocksdb")
+    for key in (*keys, "memory-faust", "rocksdb-cold-faust", "rocksdb-faust"):
         r = res.get(key)
         if r is None:
             continue
@@ -237,8 +275,10 @@ def summary(res: dict[str, Any]) -> list[str]:
             lines.append(f"  {key:<13} FAILED: {reason(r['error'])}")
         else:
             lines.append(
-                f"  {key:<13} {r['ready_s']:>7.1f} s   (rss {r['rss_mb']} MB; probes sent before"
-                f" ready counted: {r['early_probes_counted']}/6)"
+                f"  {key:<18} {r['ready_s']:>7.1f} s   (rss {r['rss_mb']} MB; probes sent before"
+                f" ready counted: {r['early_probes_counted']}/6; keys {fmt(r.get('keys'), '', 0)};"
+                f" bulk restore {fmt(r.get('bulk_restore_records'), '', 0)} records in"
+                f" {fmt(r.get('bulk_restore_s'), ' s', 2)})"
             )
     for k, v in res.get("ratios", {}).items():
         lines.append(f"  ratio {k}: {fmt(v, 'x', 2)}")

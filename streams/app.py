@@ -46,6 +46,7 @@ from streams.kafka.faust_consumer import Consumer as SnapshotConsumer
 from streams.kafka.topics import replicate_faust_topics
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
+from streams.tables import faust_recovery
 from streams.tables import loyalty as loyalty_table
 from streams.tables import referrals as referral_table
 from streams.tables import seen as seen_table
@@ -175,6 +176,8 @@ def build_app(settings: Settings) -> faust.App:
             {"linger.ms": settings.producer_linger_ms, "client.id": f"{settings.app_id}-worker"},
         ),
     )
+    if settings.fast_restore:  # tables restored in bulk ahead of Faust's own recovery
+        faust_recovery.install(app, settings.bootstrap_servers)
     topo.agents["dedup"] = dedup_agent.register(topo)
     topo.agents["loyalty"] = loyalty_agent.register(topo)
     topo.agents["referrals"] = referral_agent.register(topo)

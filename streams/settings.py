@@ -308,6 +308,13 @@ class Settings:
         "Faust table standby replicas (0: see README, standbys lose updates upstream).",
         groups=("worker",),
     )
+    fast_restore: bool = setting(
+        True,
+        "STREAMS_FAST_RESTORE",
+        "Restore table partitions from their changelogs in bulk (librdkafka, write batches)"
+        " before Faust's own recovery; false: Faust's path only.",
+        groups=("worker",),
+    )
     stall_timeout_s: float = setting(
         300.0,
         "STREAMS_STALL_TIMEOUT_S",

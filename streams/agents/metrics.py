@@ -287,7 +287,8 @@ def _recovery(app: Any) -> Iterator[Metric]:
         done.add_metric([], 1 if recovery.completed.is_set() else 0)
         offsets, highwaters = recovery.active_offsets, recovery.active_highwaters
         for tp in sorted(highwaters, key=lambda tp: (tp.topic, tp.partition)):
-            offset, high = offsets.get(tp, -1), highwaters[tp]
+            offset, high = offsets.get(tp), highwaters[tp]
+            offset = -1 if offset is None else offset  # None: nothing read yet
             restored.add_metric([tp.topic, str(tp.partition)], offset)
             target.add_metric([tp.topic, str(tp.partition)], high)
             left += max(0, high - offset)
@@ -295,6 +296,26 @@ def _recovery(app: Any) -> Iterator[Metric]:
         done.add_metric([], 0)
     remaining.add_metric([], left)
     yield from (done, restored, target, remaining)
+    yield from _fast_restore(getattr(recovery, "fast_stats", None))
+
+
+def _fast_restore(stats: Any) -> Iterator[Metric]:
+    """The bulk restore ahead of Faust's recovery (streams.tables.faust_recovery)."""
+    running = GaugeMetricFamily(
+        "streams_worker_fast_restore_running", "1 while tables are restored in bulk, else 0."
+    )
+    running.add_metric([], 1 if stats is not None and stats.running else 0)
+    yield running
+    for name, attr, text in (
+        ("records", "records", "Changelog records the bulk restore applied."),
+        ("seconds", "seconds", "Time spent in bulk restores."),
+        ("fallbacks", "fallbacks", "Bulk restores that failed and left the rest to Faust."),
+    ):
+        yield CounterMetricFamily(
+            f"streams_worker_fast_restore_{name}",
+            text,
+            value=float(getattr(stats, attr, 0) if stats is not None else 0),
+        )
 
 
 def register(topo: Topology) -> WorkerMetrics:
