@@ -29,7 +29,6 @@ from bench.processes import (
     start_bridge,
     tree_cpu_seconds,
     tree_peak_rss_mb,
-    wait_http,
 )
 from bench.results import fmt, log, ratio, reason
 from bench.venvs import baseline_env, venv_python, venv_versions
@@ -84,7 +83,7 @@ def measure_server(name: str, proc: Proc, port: int, bodies: str, seconds: float
             f" p99 {fmt(r['p99_ms'], '', 2)} ms p99.9 {fmt(r['p999_ms'], '', 2)} ms"
             f" ({r['non_2xx_or_error']} non-2xx/errors)"
         )
-        if not proc.alive():
+        if not proc.alive:
             raise RuntimeError(f"{name} died:\n{proc.tail()}")
     return out
 
@@ -170,7 +169,7 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
                 env,
             )
             try:
-                wait_http(fproc, f"http://127.0.0.1:{port}/readyz", timeout=60)
+                fproc.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
                 res["fastapi"] = measure_server("fastapi", fproc, port, bodies, seconds)
             finally:
                 fproc.stop()

@@ -25,7 +25,7 @@ from bench.bridge import CONCURRENCY, measure_server
 from bench.broker import Broker, cleanup_topics, settings_for
 from bench.datasets import write_bodies
 from bench.paths import CACHE, PY, RESULTS, ROOT
-from bench.processes import spawn, wait_http
+from bench.processes import spawn
 from bench.results import log
 from streams.dev.ports import free_port
 
@@ -40,7 +40,7 @@ def _serve(settings: Any, cwd: Path, name: str, bodies: str, seconds: float) -> 
     }
     proc = spawn(name, [PY, "-m", "streams", "bridge"], env, cwd=cwd)
     try:
-        wait_http(proc, f"http://127.0.0.1:{port}/readyz", timeout=60)
+        proc.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
         return measure_server(name, proc, port, bodies, seconds)
     finally:
         proc.stop()

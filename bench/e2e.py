@@ -210,7 +210,7 @@ def attempt(broker: Broker, rate: float, seconds: float) -> dict[str, Any]:
                 watcher.join(5)
             for p in procs:
                 p.stop()
-                if hasattr(p, "data_dir"):
+                if p.data_dir is not None:
                     shutil.rmtree(p.data_dir, ignore_errors=True)
     return res
 

@@ -10,7 +10,6 @@ out). The replacement reuses the data dir and web port (a warm restart, as under
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import statistics
@@ -22,7 +21,7 @@ from confluent_kafka import Consumer, Producer
 
 from bench.broker import Broker, settings_for
 from bench.datasets import dataset
-from bench.processes import start_worker, wait_http
+from bench.processes import start_worker
 from bench.results import fmt, reason
 
 RATE = 50.0  # input records per second
@@ -37,8 +36,8 @@ def one_failover(broker: Broker, name: str, changes: dict[str, Any], timeout: fl
     settings = settings_for(broker, f"failover-{name}", **changes)
     ds = dataset(4_000, duplicates=0.0, seed=41)
     worker = start_worker(settings, name=f"failover-{name}")
-    url = f"http://127.0.0.1:{worker.web_port}/readyz"  # type: ignore[attr-defined]
-    wait_http(worker, url, timeout=120)
+    url = f"http://127.0.0.1:{worker.web_port}/readyz"
+    worker.wait_http(url, timeout=120)
     sent_at: dict[bytes, float] = {}
     stop = threading.Event()
 
@@ -72,15 +71,14 @@ def one_failover(broker: Broker, name: str, changes: dict[str, Any], timeout: fl
             msg = facts.poll(0.5)
             if msg is not None and msg.error() is None and time.monotonic() > deadline - 22:
                 break
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGKILL)
+        worker.signal(signal.SIGKILL)
         killed = time.monotonic()
-        worker.popen.wait(10)
+        worker.kill()  # waits for it
         replacement = start_worker(
             settings,
             name=f"failover-{name}-2",
-            data_dir=worker.data_dir,  # type: ignore[attr-defined]
-            port=worker.web_port,  # type: ignore[attr-defined]  # as a supervisor restarts it
+            data_dir=worker.data_dir,
+            port=worker.web_port,  # as a supervisor restarts it
         )
         end = killed + timeout
         while time.monotonic() < end:

@@ -6,6 +6,7 @@ outcome), 200,000 times, median of 5: `python bench/metrics_cost.py`. See docs/B
 
 import statistics
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -33,7 +34,7 @@ def prom():
     req = Counter("bridge_requests", "x", ["outcome"], registry=r)
     reqs = {o: req.labels(o) for o in OUTCOMES}
     ev = Counter("bridge_webhook_events", "x", ["type"], registry=r)
-    evs = {}
+    evs: dict[str, Any] = {}
     pub = Histogram(
         "bridge_publish_latency_seconds", "x", ["kind"], buckets=LATENCY_BUCKETS, registry=r
     )
@@ -64,7 +65,7 @@ def empty():
     return (time.perf_counter() - t0) / N
 
 
-res = {"hand": [], "prom": [], "loop": []}
+res: dict[str, list[float]] = {"hand": [], "prom": [], "loop": []}
 for _ in range(5):
     res["loop"].append(empty())
     res["hand"].append(hand())

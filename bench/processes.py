@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.paths import PY, RESULTS, ROOT
 from bench.results import log
 from bench.venvs import venv_python
-from streams.dev.http import http_get
 from streams.dev.ports import free_port
+from streams.dev.process import Child
 
 #: Set by `run.py --profile`: flame graphs of the processes under test into results/profiles/.
 PROFILE = False
@@ -73,57 +70,31 @@ class AgentCrashed(RuntimeError):
     """A Faust agent of a worker crashed (logged; the process itself keeps running)."""
 
 
-@dataclass
-class Proc:
-    """A child process we started (in its own session); stopped by its pid only."""
+class Proc(Child):
+    """A child a benchmark started (the one wrapper, streams.dev.process.Child), plus the
+    benchmarks' check for a crashed Faust agent; every one is stopped at the end of a run."""
 
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-    started: float = field(default_factory=time.monotonic)
+    #: A worker's web port and data dir (start_worker).
+    web_port: int | None = None
+    data_dir: Path | None = None
 
     @property
     def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
+        assert self.proc is not None, "spawn starts every Proc"
+        return self.proc.pid
 
     def check(self) -> None:
         """Raise when the process exited, or when its log shows a crashed Faust agent (the
         worker keeps running then, but never catches up: fail fast instead of timing out)."""
-        if not self.alive():
-            raise RuntimeError(f"{self.name} exited {self.popen.returncode}:\n{self.tail()}")
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(max(0, f.seek(0, 2) - 65536))
-                text = f.read().decode(errors="replace")
-        except OSError:
-            return
-        for line in text.splitlines():
+        if not self.alive:
+            raise self.exited()
+        for line in self.tail(65536).splitlines():
             if "Crashed reason=" in line:
                 raise AgentCrashed(f"{self.name}: {line.strip()[:600]}")
 
-    def stop(self, timeout: float = 30) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
+    def stop(self, timeout: float = 30) -> int | None:
         _LIVE.discard(self)
-
-    def __hash__(self) -> int:
-        return self.popen.pid
+        return super().stop(timeout)
 
 
 _LIVE: set[Proc] = set()
@@ -141,37 +112,10 @@ def spawn(
     log_dir: Path | None = None,
     cwd: Path = ROOT,
 ) -> Proc:
-    log_dir = log_dir or RESULTS / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
-    with open(path, "wb") as out:
-        popen = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env={**os.environ, **(env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    p = Proc(name, popen, path)
+    log = (log_dir or RESULTS / "logs") / f"{name}-{uuid.uuid4().hex[:6]}.log"
+    p = Proc(name, argv, log, env=dict(env or {}), cwd=cwd).start()
     _LIVE.add(p)
     return p
-
-
-def wait_http(
-    proc: Proc, url: str, timeout: float = 60, ok: Callable[[int], bool] | None = None
-) -> float:
-    """Poll `url` until its status is `ok` (200); seconds since `proc` started."""
-    ok = ok or (lambda s: s == 200)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited {proc.popen.returncode}:\n{proc.tail()}")
-        if ok(http_get(url, timeout=3)[0]):
-            return time.monotonic() - proc.started
-        time.sleep(0.2)
-    raise RuntimeError(f"{proc.name}: {url} not ready within {timeout}s:\n{proc.tail()}")
 
 
 #: How bench/bridge.py starts each HTTP layer of the bridge (`{port}` filled in).
@@ -188,14 +132,14 @@ def start_bridge(settings: Any, port: int, server: str = "aiohttp", name: str = 
     env = {**settings.to_env(), "BRIDGE_PORT": str(port), "BRIDGE_HOST": "127.0.0.1"}
     argv = [a.replace("{port}", str(port)) for a in BRIDGE_SERVERS[server]]
     p = spawn(name, argv, env)
-    wait_http(p, f"http://127.0.0.1:{port}/readyz", timeout=60)
+    p.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
     return p
 
 
 def start_worker(
     settings: Any, name: str = "worker", data_dir: Path | None = None, port: int | None = None
 ) -> Proc:
-    """`voucherify-streams worker` (exec's faust) with these settings; returns at once."""
+    """`voucherify-streams worker` with these settings; returns at once."""
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="vs-bench-data-"))
     port = port or free_port()
     env = {
@@ -205,8 +149,7 @@ def start_worker(
         "STREAMS_WEB_HOST": "127.0.0.1",
     }
     p = spawn(name, [PY, "-m", "streams", "worker"], env)
-    p.web_port = port  # type: ignore[attr-defined]
-    p.data_dir = data_dir  # type: ignore[attr-defined]
+    p.web_port, p.data_dir = port, data_dir
     return p
 
 

@@ -134,7 +134,8 @@ def start_and_probe(settings: Any, data_dir: Path, name: str, timeout: float) ->
         return want <= seen
 
     proc = start_worker(settings, name=name, data_dir=data_dir)
-    t0 = proc.started
+    port = proc.web_port or 0
+    t0 = proc.started_at or time.monotonic()
     deadline = t0 + timeout
     try:
         early = send_probes()  # arrive while the worker starts and recovers
@@ -142,7 +143,7 @@ def start_and_probe(settings: Any, data_dir: Path, name: str, timeout: float) ->
         ready = None
         while time.monotonic() < deadline:
             proc.check()
-            if "[^Worker]: Ready" in _tail(proc.log_path):
+            if "[^Worker]: Ready" in _tail(proc.log):
                 ready = time.monotonic() - t0
                 break
             time.sleep(0.1)
@@ -156,7 +157,7 @@ def start_and_probe(settings: Any, data_dir: Path, name: str, timeout: float) ->
         first_event = time.monotonic() - t_probe
         wait_facts(early, time.monotonic() + 10)
         # After the timings: counting a RocksDB table's keys walks it.
-        metrics = _metrics(proc.web_port)  # type: ignore[attr-defined]
+        metrics = _metrics(port)
     finally:
         proc.stop(timeout=60)
         consumer.close()

@@ -172,8 +172,10 @@ def main() -> int:
                 log(f"--- {part} ---")
                 try:
                     if part == "e2e":
+                        assert broker is not None  # started for every part but codec
                         run[part] = e2e.run(broker, args.quick, args.e2e_rate)
                     elif part == "worker":
+                        assert broker is not None
                         run[part] = worker.run(broker, args.quick, variants, args.worker_events)
                     else:
                         run[part] = PARTS[part].run(broker, args.quick)

@@ -105,7 +105,7 @@ def main() -> int:
             if m.error():
                 continue
             try:
-                datum = decode(m.value())
+                datum = decode(m.value() or b"")
                 p = plan(
                     datum, datetime.fromtimestamp(m.timestamp()[1] / 1000, UTC), now, retention
                 )

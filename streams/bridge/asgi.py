@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from streams import logs
-from streams.bridge.handlers import BodyTooLarge, Reply, error_reply
+from streams.bridge.handlers import BodyTooLarge, FromHeaders, Reply, error_reply
 from streams.bridge.service import BridgeService
 from streams.kafka.producer import AsyncProducer
 from streams.settings import Settings
@@ -36,7 +36,7 @@ WEBHOOK_PATH = "/webhooks/voucherify"
 _NOT_STARTED = error_reply(503, "not_ready", "the bridge has not started (no lifespan start-up)")
 
 
-class _AsgiRequest:
+class _AsgiRequest(FromHeaders):
     """An ASGI http scope as the handlers' `Incoming`."""
 
     __slots__ = ("_max_body", "_receive", "headers")
@@ -51,18 +51,6 @@ class _AsgiRequest:
         self.headers: dict[str, str] = headers
         self._receive = receive
         self._max_body = max_body
-
-    @property
-    def content_length(self) -> int | None:
-        value = self.headers.get("content-length")
-        return int(value) if value is not None and value.isdigit() else None
-
-    @property
-    def content_type(self) -> str:
-        value = self.headers.get("content-type")
-        if not value:
-            return "application/octet-stream"
-        return value.partition(";")[0].strip().lower()
 
     async def read(self) -> bytes:
         chunks: list[bytes] = []

@@ -82,6 +82,26 @@ class Incoming(Protocol):
         ...
 
 
+class FromHeaders:
+    """`Incoming.content_length` and `content_type` read from `headers`, for servers that give
+    only the headers (ASGI, RSGI)."""
+
+    __slots__ = ()
+    headers: RequestHeaders
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.headers.get("content-length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    @property
+    def content_type(self) -> str:
+        value = self.headers.get("content-type")
+        if not value:
+            return "application/octet-stream"
+        return value.partition(";")[0].strip().lower()
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """An answer: status, body, its content type and any other headers."""

@@ -15,7 +15,7 @@ import signal
 from typing import Any
 
 from streams import logs
-from streams.bridge.handlers import BodyTooLarge, Reply, RequestHeaders, error_reply
+from streams.bridge.handlers import BodyTooLarge, FromHeaders, Reply, RequestHeaders, error_reply
 from streams.bridge.service import BridgeService
 from streams.settings import Settings
 
@@ -24,7 +24,7 @@ log = logging.getLogger("streams.bridge")
 WEBHOOK_PATH = "/webhooks/voucherify"
 
 
-class _RsgiRequest:
+class _RsgiRequest(FromHeaders):
     """An RSGI http scope and protocol as the handlers' `Incoming`."""
 
     __slots__ = ("_max_body", "_protocol", "headers")
@@ -33,18 +33,6 @@ class _RsgiRequest:
         self.headers: RequestHeaders = scope.headers  # get() and `in`, lower-case names
         self._protocol = protocol
         self._max_body = max_body
-
-    @property
-    def content_length(self) -> int | None:
-        value = self.headers.get("content-length")
-        return int(value) if value is not None and value.isdigit() else None
-
-    @property
-    def content_type(self) -> str:
-        value = self.headers.get("content-type")
-        if not value:
-            return "application/octet-stream"
-        return value.partition(";")[0].strip().lower()
 
     async def read(self) -> bytes:
         length = self.content_length
