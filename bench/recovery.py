@@ -21,11 +21,9 @@ plus the probes counted, or the restore lost entries) and what the bulk restore 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from bench.broker import Broker, cleanup_topics, ensure_topics_for, settings_for
 from bench.datasets import dataset
 from bench.processes import AgentCrashed, start_worker
 from bench.results import fmt, log, ratio, reason
+from streams.dev.http import scrape_metrics
 
 PARTITIONS = 6
 COLD = {"rocksdb": "rocksdb-cold", "rocksdb-faust": "rocksdb-cold-faust"}
@@ -157,7 +156,7 @@ def start_and_probe(settings: Any, data_dir: Path, name: str, timeout: float) ->
         first_event = time.monotonic() - t_probe
         wait_facts(early, time.monotonic() + 10)
         # After the timings: counting a RocksDB table's keys walks it.
-        metrics = _metrics(port)
+        metrics = scrape_metrics(f"http://127.0.0.1:{port}/metrics", timeout=60)
     finally:
         proc.stop(timeout=60)
         consumer.close()
@@ -171,12 +170,6 @@ def start_and_probe(settings: Any, data_dir: Path, name: str, timeout: float) ->
         "bulk_restore_records": metrics.get("streams_worker_fast_restore_records_total"),
         "bulk_restore_s": metrics.get("streams_worker_fast_restore_seconds_total"),
     }
-
-
-def _metrics(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as resp:
-        text = resp.read().decode()
-    return {m[1]: float(m[2]) for m in re.finditer(r"^(\S+) (\S+)$", text, re.M)}
 
 
 def _tail(path: Path, size: int = 65536) -> str:

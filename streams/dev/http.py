@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-__all__ = ["http_get"]
+__all__ = ["http_get", "scrape_metrics"]
 
 
 def http_get(url: str, timeout: float = 10) -> tuple[int, Any]:
@@ -27,3 +27,16 @@ def http_get(url: str, timeout: float = 10) -> tuple[int, Any]:
             return int(exc.code), None
     except OSError:
         return 0, None
+
+
+def scrape_metrics(url: str, timeout: float = 10) -> dict[str, float]:
+    """The samples of a Prometheus text page (`/metrics`), by `name{labels}` as written."""
+    status, text = http_get(url, timeout)
+    if status != 200 or not isinstance(text, str):
+        raise RuntimeError(f"{url} answered {status or 'nothing'}")
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples

@@ -29,6 +29,7 @@ from support.processes import Service, http_get
 from support.worker import make_payload
 
 from streams.bridge.signature import sign
+from streams.dev.http import scrape_metrics
 from streams.domain.deltas import totals
 from streams.kafka.topics import ensure_project_topics
 from streams.models.customer_deleted import parse_webhook
@@ -303,11 +304,7 @@ _NAME = re.compile(r"\b((?:bridge|streams_worker)_[a-z0-9_]+)")
 
 
 def _scrape(url: str) -> set[str]:
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    return {
-        line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and line[0] != "#"
-    }
+    return {sample.split("{")[0] for sample in scrape_metrics(url + "/metrics")}
 
 
 def _series(name: str) -> set[str]:

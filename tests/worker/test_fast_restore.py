@@ -4,7 +4,6 @@ partitions it restores are those Faust's own recovery makes."""
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from support.worker import (
 )
 
 from streams.app import changelogs
+from streams.dev.http import scrape_metrics
 from streams.domain.state import pack_mark
 from streams.settings import Settings
 from streams.tables import seen
@@ -70,11 +70,7 @@ def changelog_records(settings: Settings) -> int:
 
 
 def metrics(worker: Worker) -> dict[str, float]:
-    import urllib.request
-
-    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return {m[1]: float(m[2]) for m in re.finditer(r"^(\w+) (\S+)$", text, re.M)}
+    return scrape_metrics(worker.url + "/metrics")
 
 
 def kill_during_the_restore(worker: Worker, timeout: float = 180) -> tuple[dict[str, float], int]:

@@ -4,7 +4,6 @@ everything it publishes reads with confluent-kafka's own AvroDeserializer."""
 
 from __future__ import annotations
 
-import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +15,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from support.tcp_proxy import TcpProxy
 from support.worker import diff, expected, make_datums, produce, wait_exact
 
+from streams.dev.http import scrape_metrics
 from streams.dev.ports import free_port
 from streams.dev.reader import read_topic
 from streams.models.serializers.avro import AvroCodec
@@ -25,11 +25,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.registry]
 
 UNKNOWN_ID = b"\x00\x00\x0f\x42\x3f\x02"  # Confluent framing, schema id 999999
 GARBAGE = b"\xc3\x01 not an avro record"
-
-
-def _metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        return str(resp.read().decode())
 
 
 def test_registry_path_end_to_end(settings: Settings, workers: Any, schema_registry: str) -> None:
@@ -55,9 +50,9 @@ def test_registry_path_end_to_end(settings: Settings, workers: Any, schema_regis
         want = expected(first + legacy)
         got = wait_exact(settings, want, [w])
         assert got == want, (diff(got, want)[:10], w.tail())
-        metrics = _metrics(w.port)
-        assert 'streams_worker_skipped_records_total{reason="unknown_schema_id"} 1' in metrics
-        assert 'streams_worker_skipped_records_total{reason="undecodable"} 1' in metrics
+        metrics = scrape_metrics(w.url + "/metrics")
+        assert metrics['streams_worker_skipped_records_total{reason="unknown_schema_id"}'] == 1
+        assert metrics['streams_worker_skipped_records_total{reason="undecodable"}'] == 1
         assert "unknown_schema_id" in w.tail() and "schema registry id 999999" in w.tail()
 
         # The registry goes away: the worker (and the producers) know their schemas already.
