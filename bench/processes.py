@@ -156,8 +156,8 @@ def start_worker(
 def profile(
     proc: Proc, name: str, seconds: float, delay_s: float = 0.0
 ) -> subprocess.Popen[bytes] | None:
-    """Start `py-spy record` on `proc` for `seconds` (when --profile), after `delay_s` (a worker
-    exec's faust: py-spy must attach after that); wait on the result with profile_done."""
+    """Start `py-spy record` on `proc` for `seconds` (when --profile), after `delay_s` (past a
+    worker's start-up); wait on the result with profile_done."""
     if not PROFILE:
         return None
     spy = venv_python("tools").parent / "py-spy"

@@ -142,7 +142,7 @@ def attempt(
             for i in range(processes):
                 p = launch(kind, settings, f"{kind}-{i}", data_root / f"p{i}")
                 procs.append(p)
-            # Past the start-up (the worker exec's faust, which py-spy must not attach before).
+            # Past the start-up (imports and the app's set-up are not the per-event cost).
             spy = profile(procs[0], f"{kind}-x{processes}", 60, delay_s=7)
             t_done = watch.wait(timeout, procs)
             cpu_each = [cpu_seconds(p.pid) or 0.0 for p in procs]
