@@ -30,10 +30,13 @@ def http_get(url: str, timeout: float = 10) -> tuple[int, Any]:
 
 
 def scrape_metrics(url: str, timeout: float = 10) -> dict[str, float]:
-    """The samples of a Prometheus text page (`/metrics`), by `name{labels}` as written."""
+    """The samples of a Prometheus text page (`/metrics`), by `name{labels}` as written.
+    Nothing listening raises ConnectionError (an OSError, as urlopen's would be)."""
     status, text = http_get(url, timeout)
+    if status == 0:
+        raise ConnectionError(f"{url} answered nothing")
     if status != 200 or not isinstance(text, str):
-        raise RuntimeError(f"{url} answered {status or 'nothing'}")
+        raise RuntimeError(f"{url} answered {status}")
     samples: dict[str, float] = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
