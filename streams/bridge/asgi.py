@@ -32,7 +32,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-WEBHOOK_PATH = "/webhooks/voucherify"
 _NOT_STARTED = error_reply(503, "not_ready", "the bridge has not started (no lifespan start-up)")
 
 
@@ -113,23 +112,9 @@ class BridgeASGI:
             await _send(send, _NOT_STARTED)
             return
         bridge = service.bridge
-        method, path = scope["method"], scope["path"]
-        if path == WEBHOOK_PATH:
-            if method == "POST":
-                reply = await bridge.webhook(_AsgiRequest(scope, receive, bridge.max_body))
-            else:
-                reply = error_reply(405, "method_not_allowed", "method not allowed")
-        elif path in ("/healthz", "/readyz", "/metrics"):
-            if method != "GET":
-                reply = error_reply(405, "method_not_allowed", "method not allowed")
-            elif path == "/healthz":
-                reply = await bridge.healthz()
-            elif path == "/readyz":
-                reply = await bridge.readyz()
-            else:
-                reply = await bridge.metrics_endpoint()
-        else:
-            reply = error_reply(404, "not_found", "not found")
+        reply = await bridge.route(
+            scope["method"], scope["path"], lambda: _AsgiRequest(scope, receive, bridge.max_body)
+        )
         await _send(send, reply)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

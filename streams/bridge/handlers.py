@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -263,6 +263,10 @@ class _Deadlines:
             del self._running[task]
             self.expired.add(task)
             task.cancel()
+
+
+#: Where Voucherify POSTs its webhooks.
+WEBHOOK_PATH = "/webhooks/voucherify"
 
 
 class Bridge:
@@ -520,6 +524,24 @@ class Bridge:
             "bridge_schemas_registered": 1.0 if self.schemas_ready else 0.0,
             "bridge_producer_queue_length": float(producer.queued()),
         }
+
+    async def route(self, method: str, path: str, incoming: Callable[[], Incoming]) -> Reply:
+        """The answer to `method path` for servers without a router (ASGI, RSGI); `incoming`
+        makes the request only for the webhook route."""
+        if path == WEBHOOK_PATH:
+            if method != "POST":
+                return error_reply(405, "method_not_allowed", "method not allowed")
+            return await self.webhook(incoming())
+        probe = {
+            "/healthz": self.healthz,
+            "/readyz": self.readyz,
+            "/metrics": self.metrics_endpoint,
+        }
+        if path not in probe:
+            return error_reply(404, "not_found", "not found")
+        if method != "GET":
+            return error_reply(405, "method_not_allowed", "method not allowed")
+        return await probe[path]()
 
     async def metrics_endpoint(self, request: Incoming | None = None) -> Reply:
         metrics, extra = self.metrics, self.gauges()

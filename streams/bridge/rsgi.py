@@ -15,13 +15,11 @@ import signal
 from typing import Any
 
 from streams import logs
-from streams.bridge.handlers import BodyTooLarge, FromHeaders, Reply, RequestHeaders, error_reply
+from streams.bridge.handlers import BodyTooLarge, FromHeaders, Reply, RequestHeaders
 from streams.bridge.service import BridgeService
 from streams.settings import Settings
 
 log = logging.getLogger("streams.bridge")
-
-WEBHOOK_PATH = "/webhooks/voucherify"
 
 
 class _RsgiRequest(FromHeaders):
@@ -69,23 +67,9 @@ class BridgeRSGI:
         if scope.proto != "http":
             return
         bridge = self.service.bridge
-        method, path = scope.method, scope.path
-        if path == WEBHOOK_PATH:
-            if method == "POST":
-                reply = await bridge.webhook(_RsgiRequest(scope, protocol, bridge.max_body))
-            else:
-                reply = error_reply(405, "method_not_allowed", "method not allowed")
-        elif path in ("/healthz", "/readyz", "/metrics"):
-            if method != "GET":
-                reply = error_reply(405, "method_not_allowed", "method not allowed")
-            elif path == "/healthz":
-                reply = await bridge.healthz()
-            elif path == "/readyz":
-                reply = await bridge.readyz()
-            else:
-                reply = await bridge.metrics_endpoint()
-        else:
-            reply = error_reply(404, "not_found", "not found")
+        reply = await bridge.route(
+            scope.method, scope.path, lambda: _RsgiRequest(scope, protocol, bridge.max_body)
+        )
         headers = (
             self._accepted_headers
             if reply.headers is None and reply.content_type == "application/json"

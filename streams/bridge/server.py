@@ -19,6 +19,7 @@ from aiohttp import web
 
 from streams import logs
 from streams.bridge.handlers import (
+    WEBHOOK_PATH,
     BodyTooLarge,
     Bridge,
     Reply,
@@ -53,7 +54,6 @@ log = logging.getLogger("streams.bridge")
 
 BRIDGE_KEY = web.AppKey("bridge", Bridge)
 SERVICE_KEY = web.AppKey("bridge_service", BridgeService)
-WEBHOOK_PATH = "/webhooks/voucherify"
 #: How long shutdown waits for in-flight requests before closing their connections (s).
 SHUTDOWN_GRACE_S = 15.0
 
