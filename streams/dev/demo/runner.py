@@ -87,30 +87,36 @@ def ensure_kafka(settings: Settings, started: Started) -> None:
     started.kafka = cluster
 
 
+def ensure_service(
+    command: str,
+    base: str,
+    probe: str,
+    ready: str,
+    timeout: float,
+    settings: Settings,
+    started: Started,
+    logs: Path,
+) -> str:
+    """Reuse the `command` answering `probe` at `base`, or start it and wait for `ready`."""
+    if answers(base + probe):
+        print(f"{command.capitalize()}: reusing {base}")
+        return base
+    log = logs / f"{command}.log"
+    print(f"{command.capitalize()}: starting (log {log}) ...")
+    proc = started.processes[command] = spawn(command, settings, logs)
+    wait_until(f"the {command}", lambda: answers(base + ready), timeout, proc, log)
+    return base
+
+
 def ensure_worker(settings: Settings, started: Started, logs: Path) -> str:
     base = f"http://{_local(settings.web_host)}:{settings.web_port}"
-    if answers(f"{base}/analytics/loyalty"):
-        print(f"Worker: reusing {base}")
-        return base
-    print(f"Worker: starting (log {logs / 'worker.log'}) ...")
-    proc = spawn("worker", settings, logs)
-    started.processes["worker"] = proc
-    wait_until(
-        "the worker", lambda: answers(f"{base}/analytics/loyalty"), 180, proc, logs / "worker.log"
-    )
-    return base
+    view = "/analytics/loyalty"
+    return ensure_service("worker", base, view, view, 180, settings, started, logs)
 
 
 def ensure_bridge(settings: Settings, started: Started, logs: Path) -> str:
     base = f"http://{_local(settings.bridge_host)}:{settings.bridge_port}"
-    if answers(f"{base}/healthz"):
-        print(f"Bridge: reusing {base}")
-        return base
-    print(f"Bridge: starting (log {logs / 'bridge.log'}) ...")
-    proc = spawn("bridge", settings, logs)
-    started.processes["bridge"] = proc
-    wait_until("the bridge", lambda: answers(f"{base}/readyz"), 60, proc, logs / "bridge.log")
-    return base
+    return ensure_service("bridge", base, "/healthz", "/readyz", 60, settings, started, logs)
 
 
 async def send_all(
