@@ -33,6 +33,18 @@ def enable_passive(stream: faust.StreamT[Any], channel: Any) -> None:
     stream._enable_passive(channel)  # type: ignore[attr-defined]
 
 
+def keep_queue_on_resume(app: Any, channel: Any) -> None:
+    """Take `channel`'s queue out of the queues Faust empties whenever flow control resumes
+    (`Channel.queue` is a `FlowControlQueue(clear_on_resume=True)`; `FlowControlEvent.resume`
+    clears them). Faust's recovery resumes more than once per rebalance, with the fetcher
+    running in between, so records queued between two resumes were dropped while the
+    consumer's position had moved past them: a hole in the partition (docs/RELIABILITY.md).
+    Records of an earlier assignment left in the queue are skipped by their generation."""
+    queue = channel.queue
+    app.flow_control._queues.discard(queue)  # type: ignore[attr-defined]
+    queue._clear_on_resume = False
+
+
 def remove_processor(stream: faust.StreamT[Any], processor: Callable[..., Any]) -> None:
     """Undo `Stream.add_processor` (Faust has no public way)."""
     stream._processors.remove(processor)  # type: ignore[attr-defined]

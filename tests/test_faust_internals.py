@@ -6,6 +6,7 @@ worker. One test per internal.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 from pathlib import Path
@@ -53,6 +54,19 @@ def test_enable_passive_starts_the_streams_drainer(app: faust.App) -> None:
     assert "_passive_drainer" in inspect.getsource(faust.Stream._enable_passive)
     source = inspect.getsource(faust.Stream._passive_drainer)
     assert "async for item in self" in source  # the processors run in this loop
+
+
+def test_a_kept_queue_survives_flow_control_resuming(app: faust.App) -> None:
+    async def check() -> tuple[int, int]:
+        kept, plain = aiter(app.channel()), aiter(app.channel())
+        faust_internals.keep_queue_on_resume(app, kept)
+        for chan in (kept, plain):
+            chan.queue.put_nowait("record")
+        app.flow_control.resume()  # what Faust's recovery does, more than once a rebalance
+        return kept.queue.qsize(), plain.queue.qsize()
+
+    # Faust's own channel queue loses what it held on a resume; the kept one does not.
+    assert asyncio.run(check()) == (1, 0)
 
 
 def test_remove_processor_undoes_add_processor(app: faust.App) -> None:

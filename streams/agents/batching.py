@@ -80,6 +80,7 @@ async def batches(
     enable_acks = s.enable_acks
     s.enable_acks = False  # acknowledged here, per batch
     s.add_processor(add)
+    faust_internals.keep_queue_on_resume(s.app, s.channel)
     faust_internals.enable_passive(s, cast(faust.ChannelT, aiter(s.channel)))
     try:
         while not s.should_stop:

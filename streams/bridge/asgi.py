@@ -14,11 +14,11 @@ own options decide the port, the workers and the graceful-shutdown timeout.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from streams import logs
-from streams.bridge.handlers import BodyTooLarge, FromHeaders, Reply, error_reply
+from streams.bridge.handlers import FromHeaders, Reply, error_reply, read_capped
 from streams.bridge.service import BridgeService
 from streams.kafka.producer import AsyncProducer
 from streams.settings import Settings
@@ -52,21 +52,16 @@ class _AsgiRequest(FromHeaders):
         self._max_body = max_body
 
     async def read(self) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
+        return await read_capped(self._chunks(), self._max_body)
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
         while True:
             message = await self._receive()
             if message["type"] != "http.request":
-                # The client went away: what was read cannot carry a valid signature.
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max_body:
-                raise BodyTooLarge()
-            chunks.append(chunk)
+                return  # the client went away: what was read cannot carry a valid signature
+            yield message.get("body", b"")
             if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return
 
 
 async def _send(send: Send, reply: Reply) -> None:

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -51,6 +51,19 @@ _METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 class BodyTooLarge(Exception):
     """Raised by `Incoming.read()` when the body exceeds the limit while it is read."""
+
+
+async def read_capped(chunks: AsyncIterable[bytes], max_body: int) -> bytes:
+    """A body from its chunks, refused (BodyTooLarge) as soon as it passes `max_body` bytes:
+    a chunked upload has no Content-Length to refuse it by."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > max_body:
+            raise BodyTooLarge()
+        parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class RequestHeaders(Protocol):

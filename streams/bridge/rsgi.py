@@ -15,7 +15,13 @@ import signal
 from typing import Any
 
 from streams import logs
-from streams.bridge.handlers import BodyTooLarge, FromHeaders, Reply, RequestHeaders
+from streams.bridge.handlers import (
+    BodyTooLarge,
+    FromHeaders,
+    Reply,
+    RequestHeaders,
+    read_capped,
+)
 from streams.bridge.service import BridgeService
 from streams.settings import Settings
 
@@ -39,14 +45,7 @@ class _RsgiRequest(FromHeaders):
             if len(body) > self._max_body:
                 raise BodyTooLarge()
             return body
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in self._protocol:  # chunked: enforce the limit while reading
-            size += len(chunk)
-            if size > self._max_body:
-                raise BodyTooLarge()
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_capped(self._protocol, self._max_body)  # chunked
 
 
 def _headers(reply: Reply) -> list[tuple[str, str]]:

@@ -13,7 +13,10 @@
    and the offset committed for a partition is the one `streams.kafka.offsets.OffsetGuard` says
    the agents handled contiguously from the partition's committed start.
 3. **Admission.** `admit` checks a batch of events against the guard before an agent handles
-   it: records before the next expected offset are dropped (handled already), a record after
+   it: records fetched before the latest rebalance are dropped (Faust checks the generation
+   only as an event enters the stream, not as it leaves a batch buffer that lived through the
+   rebalance; a partition assigned again restarts from its commit, so those come again),
+   records before the next expected offset are dropped (handled already), a record after
    it means records were not delivered — unless reading the partition shows none there
    (compaction, transaction markers), the worker exits to be restarted before anything past
    the hole is handled or committed.
@@ -52,6 +55,7 @@ class Consumer(faust_aiokafka.Consumer):
     _offsets: GroupOffsets | None = None
     holes: int = 0  # holes found (each exits the worker)
     duplicates: int = 0  # records dropped as handled already
+    stale: int = 0  # records dropped as fetched under an earlier assignment
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -96,7 +100,7 @@ class Consumer(faust_aiokafka.Consumer):
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         # Eager rebalancing: every partition of the new assignment starts again from its
         # committed offset (aiokafka resets the positions), so does the guard.
-        self.guard.assigned(tp for tp in assigned if not self._is_changelog_tp(tp))
+        self.guard.assigned((tp for tp in assigned if not self._is_changelog_tp(tp)), generation_id)
         await super().on_partitions_assigned(assigned, generation_id)
 
     # --- 3. admission -----------------------------------------------------------------
@@ -127,6 +131,13 @@ class Consumer(faust_aiokafka.Consumer):
             start = starts.get((tp.topic, tp.partition))  # type: ignore[attr-defined]
             if start is not None:
                 self.guard.set_start(tp, start)
+                log.info(
+                    "%s[%d]: generation %s starts at offset %d",
+                    tp.topic,
+                    tp.partition,
+                    self.guard.generation,
+                    start,
+                )
 
     async def admit(self, events: list[Any]) -> tuple[list[Any], list[Any], Ticket[TP]]:
         """Split a batch into the events to handle (in offset order per partition, from where
@@ -139,25 +150,28 @@ class Consumer(faust_aiokafka.Consumer):
         for event in events:
             msg = event.message
             tp = msg.tp
-            verdict = guard.check(tp, msg.offset)
+            generation = msg.generation_id
+            verdict = guard.check(tp, msg.offset, generation)
             if verdict is Verdict.UNKNOWN_START:
                 await self.lookup_starts()
-                verdict = guard.check(tp, msg.offset)
+                verdict = guard.check(tp, msg.offset, generation)
                 if verdict is Verdict.UNKNOWN_START:
                     raise HoleError(f"{tp}: the broker gave no start offset")
             if verdict is Verdict.HOLE:
-                await self._verify_gap(tp, msg.offset)
-                verdict = guard.check(tp, msg.offset)
+                await self._verify_gap(tp, msg.offset, generation)
+                verdict = guard.check(tp, msg.offset, generation)
             if verdict is Verdict.ACCEPT:
                 guard.accept(tp, msg.offset, ticket)
                 keep.append(event)
             else:
                 if verdict is Verdict.DUPLICATE:
                     self.duplicates += 1
+                elif verdict is Verdict.STALE:
+                    self.stale += 1
                 drop.append(event)  # NOT_ASSIGNED: revoked meanwhile; Faust skips those too
         return keep, drop, ticket
 
-    async def _verify_gap(self, tp: TP, offset: int) -> None:
+    async def _verify_gap(self, tp: TP, offset: int, generation: int | None = None) -> None:
         """Records from the expected offset up to `offset` did not arrive. Read the partition
         there: no record in between is a real gap (skip it); records are a hole."""
         expected = self.guard.expected(tp)
@@ -186,7 +200,9 @@ class Consumer(faust_aiokafka.Consumer):
         self.holes += 1
         raise HoleError(
             f"{part[0]}[{part[1]}]: offsets {expected}-{offset - 1} were not delivered to the "
-            f"agent (record {first} exists); nothing past {expected} handled or committed"
+            f"agent (record {first} exists; generation {self.guard.generation}, committed "
+            f"{committed}, the record's generation {generation}); nothing past {expected} "
+            "handled or committed"
         )
 
     def handled(self, ticket: Ticket[TP]) -> None:

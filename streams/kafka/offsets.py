@@ -29,7 +29,8 @@ class Verdict(enum.Enum):
     DUPLICATE = "duplicate"  # before the next one: handled (or committed) already
     HOLE = "hole"  # after the next one: records before it were not delivered
     UNKNOWN_START = "unknown start"  # the partition's start offset is not known yet
-    NOT_ASSIGNED = "not assigned"  # revoked, or from an earlier assignment
+    NOT_ASSIGNED = "not assigned"  # revoked meanwhile
+    STALE = "stale"  # fetched under an earlier assignment: fetched again from the commit
 
 
 @dataclass
@@ -56,17 +57,25 @@ class OffsetGuard(Generic[K]):
         self._clock = clock
         self._parts: dict[K, _Partition] = {}
         self._epoch = 0
+        self._generation: int | None = None
 
     # --- assignment -------------------------------------------------------------------
-    def assigned(self, tps: Iterable[K]) -> None:
-        """A new assignment: every partition starts again from its committed offset."""
+    def assigned(self, tps: Iterable[K], generation: int | None = None) -> None:
+        """A new assignment (of the group's `generation`): every partition starts again from
+        its committed offset."""
         self._epoch += 1
+        self._generation = generation
         now = self._clock()
         self._parts = {tp: _Partition(self._epoch, progress_at=now) for tp in tps}
 
     def revoked(self, tps: Iterable[K]) -> None:
         for tp in tps:
             self._parts.pop(tp, None)
+
+    @property
+    def generation(self) -> int | None:
+        """The group generation of the current assignment."""
+        return self._generation
 
     def needs_start(self) -> list[K]:
         return [tp for tp, p in self._parts.items() if p.start is None]
@@ -79,10 +88,16 @@ class OffsetGuard(Generic[K]):
             p.start = p.expected = p.handled = offset
 
     # --- records ------------------------------------------------------------------------
-    def check(self, tp: K, offset: int) -> Verdict:
+    def check(self, tp: K, offset: int, generation: int | None = None) -> Verdict:
+        """The verdict on record `offset` of `tp`, fetched in the group's `generation`. A
+        record of an earlier generation is stale even when its partition came back: it may
+        have waited in a buffer through the rebalance, and what the partition's previous
+        assignment handled after its last commit is delivered again from that commit."""
         p = self._parts.get(tp)
         if p is None:
             return Verdict.NOT_ASSIGNED
+        if generation is not None and generation != self._generation:
+            return Verdict.STALE
         if p.expected is None:
             return Verdict.UNKNOWN_START
         if offset == p.expected:

@@ -73,20 +73,26 @@ def test_the_overridden_internals_keep_their_shape() -> None:
     # Commits are computed from exactly these two hooks ...
     assert "self._new_offset(tp)" in inspect.getsource(BASE._filter_committable_offsets)
     assert "_filter_tps_with_pending_acks" in inspect.getsource(BASE.force_commit)
+    # ... admission knows a record's generation as Faust stamps it at the fetch ...
+    assert "generation_id=self.app.consumer_generation_id" in inspect.getsource(BASE._to_message)
+    assert "app.consumer_generation_id = generation" in inspect.getsource(
+        faust_aiokafka.ConsumerRebalanceListener.on_partitions_assigned
+    )
     # ... and `ack` keeps what shutdown waits on.
     init = inspect.getsource(faust_consumer_base.Consumer.__init__)
     assert "_unacked_messages" in init and "_waiting_for_ack" in init
 
 
 class _Msg:
-    def __init__(self, partition: int, offset: int) -> None:
+    def __init__(self, partition: int, offset: int, generation: int | None) -> None:
         self.tp = TP("in", partition)
         self.offset = offset
+        self.generation_id = generation
 
 
 class _Event:
-    def __init__(self, partition: int, offset: int) -> None:
-        self.message = _Msg(partition, offset)
+    def __init__(self, partition: int, offset: int, generation: int | None = 1) -> None:
+        self.message = _Msg(partition, offset, generation)
 
 
 class _Offsets:
@@ -110,7 +116,7 @@ class _Offsets:
 def _consumer(starts: dict[tuple[str, int], int], first: int | None = None) -> Consumer:
     consumer = object.__new__(Consumer)
     consumer.guard = OffsetGuard()
-    consumer.guard.assigned([TP("in", 0), TP("in", 1)])
+    consumer.guard.assigned([TP("in", 0), TP("in", 1)], generation=1)
     consumer._offsets = _Offsets(starts, first)  # type: ignore[assignment]
     consumer._unacked_messages = set()  # type: ignore[assignment]
     consumer._waiting_for_ack = None
@@ -126,6 +132,18 @@ def test_admit_drops_what_was_committed_and_keeps_order() -> None:
     assert consumer.guard.committable() == {}
     consumer.handled(ticket)
     assert consumer.guard.committable() == {TP("in", 0): 4, TP("in", 1): 1}
+
+
+def test_admit_drops_what_was_fetched_before_the_rebalance() -> None:
+    # A batch buffered through a rebalance that gave partition 0 back: its assignment starts
+    # again from the commit (5), and records 5-7 handled before the rebalance but not yet
+    # committed are delivered again. Record 8 of the earlier generation is no hole.
+    consumer = _consumer({("in", 0): 5, ("in", 1): 0})
+    consumer.guard.assigned([TP("in", 0), TP("in", 1)], generation=2)
+    old = [_Event(0, 8, generation=1), _Event(0, 9, generation=1)]
+    keep, drop, _ = asyncio.run(consumer.admit([*old, _Event(0, 5, generation=2)]))
+    assert [e.message.offset for e in keep] == [5]
+    assert drop == old and consumer.stale == 2
 
 
 def test_a_hole_stops_the_batch_before_anything_past_it() -> None:

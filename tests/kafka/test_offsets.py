@@ -69,6 +69,16 @@ def test_a_batch_of_an_earlier_assignment_commits_nothing() -> None:
     assert guard.committable() == {}
 
 
+def test_a_record_of_an_earlier_generation_is_stale() -> None:
+    guard = OffsetGuard[Part]()
+    guard.assigned([A], generation=3)
+    guard.set_start(A, 0)
+    assert guard.check(A, 0, generation=3) is Verdict.ACCEPT
+    assert guard.check(A, 4, generation=2) is Verdict.STALE  # no hole: it comes again
+    assert guard.check(B, 0, generation=2) is Verdict.NOT_ASSIGNED
+    assert guard.check(A, 4) is Verdict.HOLE  # no generation known: offsets alone decide
+
+
 def test_a_real_gap_is_skipped_once_what_came_before_is_handled() -> None:
     guard = started(a=0)
     t1, t2 = Ticket[Part](), Ticket[Part]()
