@@ -34,15 +34,29 @@ def enable_passive(stream: faust.StreamT[Any], channel: Any) -> None:
 
 
 def keep_queue_on_resume(app: Any, channel: Any) -> None:
-    """Take `channel`'s queue out of the queues Faust empties whenever flow control resumes
-    (`Channel.queue` is a `FlowControlQueue(clear_on_resume=True)`; `FlowControlEvent.resume`
-    clears them). Faust's recovery resumes more than once per rebalance, with the fetcher
-    running in between, so records queued between two resumes were dropped while the
-    consumer's position had moved past them: a hole in the partition (docs/RELIABILITY.md).
-    Records of an earlier assignment left in the queue are skipped by their generation."""
+    """Empty `channel`'s queue when partitions are revoked, never when flow control resumes.
+
+    `Channel.queue` is a `FlowControlQueue(clear_on_resume=True)`, and
+    `FlowControlEvent.resume` empties every such queue. Faust's recovery resumes more than once
+    per rebalance with the fetcher running in between, so records queued between two resumes
+    were dropped while the consumer's position had moved past them: a hole in the partition
+    (docs/RELIABILITY.md, root cause 4). What the queue holds at a revoke is of the old
+    assignment: it is emptied once the revoke has waited for the agents (Faust's
+    `on_partitions_revoked` signal), as Faust's own revoke-time clear meant to.
+    """
     queue = channel.queue
-    app.flow_control._queues.discard(queue)  # type: ignore[attr-defined]
+    app.flow_control._queues.discard(queue)
     queue._clear_on_resume = False
+    kept = getattr(app, "_streams_kept_queues", None)
+    if kept is None:
+        kept = app._streams_kept_queues = weakref.WeakSet()
+
+        async def clear_kept(*_args: Any, **_kwargs: Any) -> None:
+            for q in list(kept):
+                q.clear()
+
+        app.on_partitions_revoked.connect(clear_kept)
+    kept.add(queue)
 
 
 def remove_processor(stream: faust.StreamT[Any], processor: Callable[..., Any]) -> None:

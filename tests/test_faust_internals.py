@@ -56,17 +56,27 @@ def test_enable_passive_starts_the_streams_drainer(app: faust.App) -> None:
     assert "async for item in self" in source  # the processors run in this loop
 
 
-def test_a_kept_queue_survives_flow_control_resuming(app: faust.App) -> None:
-    async def check() -> tuple[int, int]:
+def test_a_kept_queue_survives_flow_control_resuming_and_is_emptied_at_a_revoke(
+    app: faust.App,
+) -> None:
+    async def check() -> list[tuple[int, int]]:
         kept, plain = aiter(app.channel()), aiter(app.channel())
+        assert kept.queue in app.flow_control._queues  # Faust's: emptied on every resume
         faust_internals.keep_queue_on_resume(app, kept)
+        sizes = []
         for chan in (kept, plain):
             chan.queue.put_nowait("record")
         app.flow_control.resume()  # what Faust's recovery does, more than once a rebalance
-        return kept.queue.qsize(), plain.queue.qsize()
+        sizes.append((kept.queue.qsize(), plain.queue.qsize()))
+        await app.on_partitions_revoked.send(set())  # sent once the revoke waited for agents
+        sizes.append((kept.queue.qsize(), plain.queue.qsize()))
+        return sizes
 
-    # Faust's own channel queue loses what it held on a resume; the kept one does not.
-    assert asyncio.run(check()) == (1, 0)
+    # Faust's own channel queue loses what it held on a resume; the kept one only at a revoke.
+    assert asyncio.run(check()) == [(1, 0), (0, 0)]
+    # ... which Faust's revoke sends after waiting for the agents' events in hand.
+    source = inspect.getsource(faust.App._on_partitions_revoked)
+    assert source.index("_consumer_wait_empty") < source.index("on_partitions_revoked.send")
 
 
 def test_remove_processor_undoes_add_processor(app: faust.App) -> None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from faust.transport.consumer import RecordMap
@@ -96,12 +96,24 @@ class Consumer(faust_aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.guard.revoked(revoked)
         await super().on_partitions_revoked(revoked)
+        self._forget_read_offsets(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         # Eager rebalancing: every partition of the new assignment starts again from its
         # committed offset (aiokafka resets the positions), so does the guard.
-        self.guard.assigned((tp for tp in assigned if not self._is_changelog_tp(tp)), generation_id)
+        inputs = [tp for tp in assigned if not self._is_changelog_tp(tp)]
+        self.guard.assigned(inputs, generation_id)
+        self._forget_read_offsets(inputs)
         await super().on_partitions_assigned(assigned, generation_id)
+
+    def _forget_read_offsets(self, tps: Iterable[TP]) -> None:
+        """Faust's fetch loop drops a record below the partition's last read offset. It notes
+        that offset again for the record it was delivering when a revoke stopped the flow,
+        after the revoke forgot it; the next assignment restarts from the commit, and its
+        records up to there were dropped until recovery's seek reset the offset (a hole).
+        Records read twice are the guard's to drop."""
+        for tp in tps:
+            self._read_offset.pop(tp, None)
 
     # --- 3. admission -----------------------------------------------------------------
     def group_offsets(self) -> GroupOffsets:

@@ -73,6 +73,12 @@ def test_the_overridden_internals_keep_their_shape() -> None:
     # Commits are computed from exactly these two hooks ...
     assert "self._new_offset(tp)" in inspect.getsource(BASE._filter_committable_offsets)
     assert "_filter_tps_with_pending_acks" in inspect.getsource(BASE.force_commit)
+    # ... the fetch loop drops records below the read offset, which it notes after the
+    # delivery a revoke stopped; the revoke forgets it first ...
+    drain = inspect.getsource(faust_consumer_base.Consumer._drain_messages)
+    assert "offset >= r_offset" in drain and "set_read_offset(tp, offset)" in drain
+    revoke = inspect.getsource(faust_consumer_base.Consumer.on_partitions_revoked)
+    assert revoke.index("_read_offset.pop") < revoke.index("_on_partitions_revoked")
     # ... admission knows a record's generation as Faust stamps it at the fetch ...
     assert "generation_id=self.app.consumer_generation_id" in inspect.getsource(BASE._to_message)
     assert "app.consumer_generation_id = generation" in inspect.getsource(
@@ -132,6 +138,26 @@ def test_admit_drops_what_was_committed_and_keeps_order() -> None:
     assert consumer.guard.committable() == {}
     consumer.handled(ticket)
     assert consumer.guard.committable() == {TP("in", 0): 4, TP("in", 1): 1}
+
+
+def test_a_rebalance_forgets_faust_s_read_offsets(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def revoke(self: Any, revoked: Any) -> None:
+        self._read_offset[TP("in", 0)] = 57  # the fetch loop, stopped mid-record by the revoke
+
+    async def assign(self: Any, assigned: Any, generation_id: int) -> None:
+        pass
+
+    monkeypatch.setattr(BASE, "on_partitions_revoked", revoke)
+    monkeypatch.setattr(BASE, "on_partitions_assigned", assign)
+    consumer = _consumer({})
+    consumer._read_offset = {TP("in", 1): 12}  # type: ignore[assignment]
+    consumer._is_changelog_tp = lambda tp: tp.topic == "changelog"  # type: ignore[method-assign]
+    asyncio.run(consumer.on_partitions_revoked({TP("in", 0)}))
+    assert consumer._read_offset == {TP("in", 1): 12}
+    consumer._read_offset[TP("changelog", 0)] = 5
+    asyncio.run(consumer.on_partitions_assigned({TP("in", 1), TP("changelog", 0)}, 4))
+    assert consumer._read_offset == {TP("changelog", 0): 5}  # recovery reads changelogs itself
+    assert consumer.guard.generation == 4 and consumer.guard.needs_start() == [TP("in", 1)]
 
 
 def test_admit_drops_what_was_fetched_before_the_rebalance() -> None:

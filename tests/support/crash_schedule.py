@@ -536,6 +536,7 @@ class Result:
     kills: int
     elapsed_s: float
     report: str
+    self_exits: list[str]  # workers that exited by themselves (e.g. 70), restarted
 
 
 def run_schedule(
@@ -561,7 +562,9 @@ def run_schedule(
         except (AssertionError, ChildError) as exc:  # a process never came up, or exited early
             problems = [f"the schedule could not run: {str(exc)[:2000]}"]
     elapsed = time.monotonic() - t0
-    run.timeline("done in %.1fs, %d kills", elapsed, run.kills)
+    run.timeline("done in %.1fs, %d kills, %d self-exits", elapsed, run.kills, len(run.self_exits))
     if problems:
         run.keep_logs()
-    return Result(schedule, problems, run.kills, elapsed, run.report(problems))
+    return Result(
+        schedule, problems, run.kills, elapsed, run.report(problems), list(run.self_exits)
+    )
