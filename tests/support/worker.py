@@ -19,6 +19,7 @@ from streams.domain.deltas import from_millis, totals
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
 from support.processes import Service
+from support.reliability import view_diff as diff
 
 
 class Worker(Service):
@@ -188,19 +189,6 @@ def wait_exact(
     return got
 
 
-def diff(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
-    """Human-readable differences between two {table: {dimension: {key: counters}}} maps."""
-    out = []
-    for table in sorted(set(got) | set(want)):
-        g, w = got.get(table, {}), want.get(table, {})
-        for dim in sorted(set(g) | set(w)):
-            gk, wk = g.get(dim, {}), w.get(dim, {})
-            for key in sorted(set(gk) | set(wk)):
-                if gk.get(key) != wk.get(key):
-                    out.append(f"{table}/{dim}/{key}: got {gk.get(key)} want {wk.get(key)}")
-    return out
-
-
 def view(worker: Worker, path: str, timeout: float = 30) -> Any:
     deadline = time.monotonic() + timeout
     status, body = 0, None
@@ -217,6 +205,7 @@ def view(worker: Worker, path: str, timeout: float = 30) -> Any:
 
 __all__ = [
     "Worker",
+    "diff",
     "expected",
     "facts",
     "from_millis",
