@@ -67,11 +67,6 @@ def no_exit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("streams.agents.aggregate.exit_for_restart", fail)
 
 
-@pytest.fixture
-def topo(tmp_path: Any) -> Any:
-    return make_topology(tmp_path)
-
-
 def make_topology(tmp_path: Any, **settings: Any) -> Any:
     s = Settings.from_env({}, store="memory://", app_id="unit", data_dir=str(tmp_path), **settings)
     app = build_app(s)
@@ -83,13 +78,25 @@ def make_topology(tmp_path: Any, **settings: Any) -> Any:
     return topology
 
 
-def test_loyalty_agent_applies_each_origin_once(topo: Any) -> None:
+async def until_sent(topo: Any, n: int, timeout: float = 10.0) -> None:
+    """Until the agent has sent `n` records (a slow machine takes longer than a fixed sleep)."""
+    for _ in range(int(timeout / 0.02)):
+        if len(topo.recorded.sent) >= n:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{len(topo.recorded.sent)} records sent, expected {n}")
+
+
+def test_loyalty_agent_applies_each_origin_once(tmp_path: Any) -> None:
+    # One batch of exactly these three, however slow the machine (a 10 ms wait split them).
+    topo = make_topology(tmp_path, batch_size=3, batch_wait_ms=60_000)
+
     async def scenario() -> KeyState:
         async with topo.agents["loyalty"].test_context() as agent:
             await agent.put(pack_delta(TOTAL, (10, 1, 1), 1000, 0, 5))
             await agent.put(pack_delta(TOTAL, (10, 1, 1), 1000, 0, 5))  # replay
             await agent.put(pack_delta(TOTAL, (3, 1, 0), 2000, 2, 1))
-            await asyncio.sleep(0.1)  # past the batch wait
+            await until_sent(topo, 1)  # the batch is full: handled at once
             return KeyState.unpack(topo.loyalty[TOTAL])
 
     st = asyncio.run(scenario())
@@ -111,16 +118,17 @@ def test_loyalty_agent_applies_each_origin_once(topo: Any) -> None:
     )
 
 
-def test_a_message_of_several_keys_and_a_replay_in_a_later_batch(topo: Any) -> None:
+def test_a_message_of_several_keys_and_a_replay_in_a_later_batch(tmp_path: Any) -> None:
+    topo = make_topology(tmp_path, batch_size=1, batch_wait_ms=60_000)  # a batch per message
     a, b = b"campaign:A", b"tier:gold"
 
     async def scenario() -> None:
         async with topo.agents["loyalty"].test_context() as agent:
             first = pack_delta(a, (4, 1, 0), 1000, 0, 1) + pack_delta(b, (4, 1, 0), 1000, 0, 1)
             await agent.put(first + pack_delta(a, (6, 1, 0), 3000, 0, 2))
-            await asyncio.sleep(0.1)
+            await until_sent(topo, 2)
             await agent.put(first)  # a replay regrouped: skipped, both keys re-emitted
-            await asyncio.sleep(0.1)
+            await until_sent(topo, 4)
 
     asyncio.run(scenario())
     assert KeyState.unpack(topo.loyalty[a]).counters == (10, 2, 0)
@@ -129,15 +137,17 @@ def test_a_message_of_several_keys_and_a_replay_in_a_later_batch(topo: Any) -> N
     assert emitted == [(a, 10), (b, 4), (a, 10), (b, 4)]
 
 
-def test_empty_message_expires_a_key(topo: Any) -> None:
+def test_empty_message_expires_a_key(tmp_path: Any) -> None:
+    topo = make_topology(tmp_path, batch_size=2, batch_wait_ms=60_000)  # two messages a batch
+
     async def scenario() -> tuple[Any, Any]:
         async with topo.agents["loyalty"].test_context() as agent:
             await agent.put(pack_delta(DAY1, (7, 1, 0), 1000, 0, 1))
             await agent.put(pack_delta(DAY2, (5, 1, 0), 1000, 0, 2))
-            await asyncio.sleep(0.1)
+            await until_sent(topo, 2)
             await agent.put(b"", key=DAY1)
             await agent.put(b"", key=b"day:1999-01-01")  # unknown key: only the tombstone
-            await asyncio.sleep(0.1)
+            await until_sent(topo, 4)
             return topo.loyalty.get(DAY1), topo.loyalty.get(DAY2)
 
     gone, kept = asyncio.run(scenario())
@@ -162,7 +172,7 @@ def test_an_expiry_in_the_same_batch_drops_the_pending_totals(tmp_path: Any) -> 
             await agent.put(pack_delta(DAY1, (7, 1, 0), 1000, 0, 1))
             await agent.put(pack_delta(DAY2, (5, 1, 0), 1000, 0, 2))
             await agent.put(b"", key=DAY1)  # before the batch was flushed
-            await asyncio.sleep(0.1)
+            await until_sent(topo, 2)
             return topo.loyalty.get(DAY1), topo.loyalty.get(DAY2)
 
     gone, kept = asyncio.run(scenario())
