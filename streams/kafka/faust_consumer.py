@@ -20,6 +20,8 @@
    it means records were not delivered — unless reading the partition shows none there
    (compaction, transaction markers), the worker exits to be restarted before anything past
    the hole is handled or committed.
+4. **Read offsets.** Faust's fetch loop drops records below a partition's `_read_offset`; a
+   rebalance forgets them (`_forget_read_offsets`), see there.
 
 faust-streaming is bounded in pyproject.toml; tests/kafka/test_faust_consumer.py fails when a
 method overridden here changes shape.

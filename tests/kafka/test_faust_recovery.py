@@ -6,8 +6,6 @@ from is the changelog in Kafka.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,55 +14,38 @@ import pytest
 from confluent_kafka import Producer
 
 from streams.dev.ports import free_port
+from streams.dev.process import Child
 from streams.dev.reader import read_topic
 from streams.settings import Settings
 
 pytestmark = pytest.mark.kafka
 
 
-def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(
-        os.environ,
-        KAFKA_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
-        STREAMS_APP_ID=settings.app_id,
-        STREAMS_TOPIC_PREFIX=settings.topic_prefix,
-        STREAMS_DATA_DIR=settings.data_dir,
-        STREAMS_WEB_PORT=str(free_port()),
-        STREAMS_PROCESSING_GUARANTEE=settings.processing_guarantee,
-    )
-    cwd = Path(__file__).resolve().parent
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "counter_app", "worker", "-l", "info"],
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+def _worker(settings: Settings, log: Path) -> Child:
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "STREAMS_APP_ID": settings.app_id,
+        "STREAMS_TOPIC_PREFIX": settings.topic_prefix,
+        "STREAMS_DATA_DIR": settings.data_dir,
+        "STREAMS_WEB_PORT": str(free_port()),
+        "STREAMS_PROCESSING_GUARANTEE": settings.processing_guarantee,
+    }
+    argv = [sys.executable, "-m", "faust", "-A", "counter_app", "worker", "-l", "info"]
+    return Child("counter", argv, log, env=env, cwd=Path(__file__).resolve().parent).start()
 
 
-def _wait_ready(log: Path, since: int, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    """Until the worker started at log offset `since` finished its recovery. Records sent
-    before that can be lost by stock Faust (it empties its stream buffers as recovery resumes
-    the flow: docs/RELIABILITY.md, root cause 4), which the worker of this project guards
-    against and this test of the changelog alone must not depend on."""
+def _wait_ready(worker: Child, timeout: float = 90) -> None:
+    """Until the worker finished its recovery. Records sent before that can be lost by stock
+    Faust (it empties its stream buffers as recovery resumes the flow: docs/RELIABILITY.md,
+    root cause 4), which the project's worker guards against and this test of the changelog
+    alone must not depend on."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if b"Worker ready" in log.read_bytes()[since:]:
-            return
-        if proc.poll() is not None:
-            break
+    while "Worker ready" not in worker.tail(10**6):
+        if not worker.alive:
+            raise worker.exited()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"worker not ready: {worker.tail()}")
         time.sleep(0.2)
-    raise AssertionError(f"worker not ready: {log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _send(settings: Settings, key: str) -> None:
@@ -83,21 +64,19 @@ def _outputs(settings: Settings, n: int) -> list[str]:
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_table_recovers_from_changelog(settings: Settings, tmp_path: Path, guarantee: str) -> None:
     settings = settings.with_(processing_guarantee=guarantee)
-    log = tmp_path / "worker.log"
-    worker = _start_worker(settings, log)
+    worker = _worker(settings, tmp_path / "worker-1.log")
     try:
         _send(settings, "alice")  # at once: the worker subscribes to the topic this creates
         out = _outputs(settings, 1)
-        assert out == ["1"], log.read_text()[-3000:]
+        assert out == ["1"], worker.tail(3000)
     finally:
-        _stop(worker)
+        worker.stop(60)
     time.sleep(1)
-    since = log.stat().st_size
-    worker = _start_worker(settings, log)
+    worker = _worker(settings, tmp_path / "worker-2.log")
     try:
-        _wait_ready(log, since, worker)  # the count comes back from the changelog
+        _wait_ready(worker)  # the count comes back from the changelog
         _send(settings, "alice")
         out = _outputs(settings, 2)
-        assert out == ["1", "2"], log.read_text()[-3000:]
+        assert out == ["1", "2"], worker.tail(3000)
     finally:
-        _stop(worker)
+        worker.stop(60)
