@@ -254,6 +254,18 @@ class Settings:
         "librdkafka linger of the bridge (ms): 0 sends at once (measured fastest at 1-64 clients).",
         groups=("bridge",),
     )
+    http_server: str = setting(
+        "httptools",
+        "BRIDGE_HTTP",
+        "HTTP server of the bridge: httptools (its own HTTP/1.1 server, the fastest) or aiohttp.",
+        groups=("bridge",),
+    )
+    event_loop: str = setting(
+        "auto",
+        "BRIDGE_EVENT_LOOP",
+        "Event loop of the bridge: uvloop, asyncio, or auto (uvloop where it is installed).",
+        groups=("bridge",),
+    )
     request_deadline_s: float = setting(
         5.0,
         "BRIDGE_REQUEST_DEADLINE_S",
@@ -411,6 +423,14 @@ class Settings:
             raise ValueError(f"BRIDGE_WORKERS: expected 1 to 64, got {self.workers}")
         if not 0 <= self.linger_ms <= 1000:
             raise ValueError(f"BRIDGE_LINGER_MS: expected 0 to 1000, got {self.linger_ms}")
+        if self.http_server not in {"httptools", "aiohttp"}:
+            raise ValueError(
+                f"BRIDGE_HTTP: expected httptools or aiohttp, got {self.http_server!r}"
+            )
+        if self.event_loop not in {"auto", "uvloop", "asyncio"}:
+            raise ValueError(
+                f"BRIDGE_EVENT_LOOP: expected auto, uvloop or asyncio, got {self.event_loop!r}"
+            )
         if not 0 <= self.producer_linger_ms <= 1000:
             raise ValueError(
                 f"STREAMS_PRODUCER_LINGER_MS: expected 0 to 1000, got {self.producer_linger_ms}"

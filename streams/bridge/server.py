@@ -1,7 +1,8 @@
-"""The bridge served by aiohttp, and its process entry point (`voucherify-streams bridge`).
+"""The bridge's process entry point (`voucherify-streams bridge`) and its HTTP serving.
 
-`create_app()` is the bridge as an aiohttp Application; `serve()` runs it on aiohttp's
-low-level server (no router or middleware per request) until SIGTERM/SIGINT or `stop`; `run()`
+`create_app()` is the bridge as an aiohttp Application; `serve()` runs it until SIGTERM/SIGINT
+or `stop` on the bridge's own HTTP/1.1 server (streams.bridge.http11, the default) or on
+aiohttp's low-level server (BRIDGE_HTTP=aiohttp: no router or middleware per request); `run()`
 is the CLI's entry: one process, or, with `--workers N`, streams.bridge.supervisor's N.
 """
 
@@ -26,6 +27,7 @@ from streams.bridge.handlers import (
     RequestHeaders,
     error_reply,
 )
+from streams.bridge.http11 import Http11Server
 from streams.bridge.service import (
     BridgeService,
     ConfigError,
@@ -201,16 +203,19 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     on_started: Callable[[int], None] | None = None,
-    fast: bool = True,
+    http: str | None = None,
     sock: socket.socket | None = None,
 ) -> None:
     """Serve `app` until SIGTERM/SIGINT (main thread) or `stop` is set, then shut down
     gracefully: stop accepting, finish in-flight requests, flush the producer.
 
-    `fast` (default) serves the bridge's routes on aiohttp's low-level server, running the
-    app's startup/shutdown/cleanup hooks around it; `fast=False` serves the Application.
-    `sock`: an already listening socket (a worker's share of the port) instead of host:port."""
+    `http` (default: the app's BRIDGE_HTTP): `httptools`, the bridge's own HTTP/1.1 server
+    (streams.bridge.http11), or `aiohttp`, aiohttp's low-level server, each running the app's
+    startup/shutdown/cleanup hooks around it; `application` serves the aiohttp Application as
+    is. `sock`: an already listening socket (a worker's share of the port) instead of host:port.
+    """
     stop = stop or asyncio.Event()
+    http = http or app[SERVICE_KEY].settings.http_server
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     if threading.current_thread() is threading.main_thread():
@@ -220,28 +225,40 @@ async def serve(
                 installed.append(sig)
             except (NotImplementedError, RuntimeError):  # pragma: no cover
                 pass
-    runner: web.BaseRunner
-    if fast:
-        app.freeze()
-        await app.startup()
-        runner = web.ServerRunner(fast_server(app), shutdown_timeout=SHUTDOWN_GRACE_S)
-    else:
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+    bridge = app[BRIDGE_KEY]
+    hooks = http != "application"  # else the runner runs them
+    runner: web.BaseRunner | None = None
+    own: Http11Server | None = None
+    site: web.SockSite | None = None
     try:
-        await runner.setup()
+        if hooks:
+            app.freeze()
+            await app.startup()
         if sock is None:
             sock = listen_socket(host, port)
-        site = web.SockSite(runner, sock)
-        await site.start()
+        if http == "httptools":
+            own = Http11Server(bridge.route, max_body=bridge.max_body)
+            await own.start(sock)
+        else:
+            runner = (
+                web.ServerRunner(fast_server(app), shutdown_timeout=SHUTDOWN_GRACE_S)
+                if hooks
+                else web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+            )
+            await runner.setup()
+            site = web.SockSite(runner, sock)
+            await site.start()
         bound = sock.getsockname()[1]
-        log.info("bridge listening on %s:%d", host, bound)
+        log.info("bridge listening on %s:%d (%s)", host, bound, http)
         if on_started is not None:
             on_started(bound)
         await stop.wait()
         log.info("shutting down: no new connections, finishing in-flight requests")
-        bridge = app[BRIDGE_KEY]
         bridge.draining = True
-        await site.stop()
+        if own is not None:
+            own.stop_accepting()
+        if site is not None:
+            await site.stop()
         # Wait here, not in aiohttp's shutdown: that first closes every connection, after
         # which aiohttp drops the bytes still arriving, so a request whose body was being
         # uploaded would run into its deadline (a 503) instead of finishing.
@@ -249,15 +266,35 @@ async def serve(
         while bridge.metrics.in_flight > 0 and loop.time() < grace_ends:
             await asyncio.sleep(0.01)
     finally:
+        if own is not None:
+            await own.close()
+        elif sock is not None and runner is None:
+            sock.close()
         # Stops listening, waits for in-flight requests (up to the grace period), then, for
         # the Application runner, its shutdown and cleanup hooks (which flush the producer).
-        await runner.cleanup()
-        if fast:
+        if runner is not None:
+            await runner.cleanup()
+        if hooks:
             await app.shutdown()
             await app.cleanup()
         for sig in installed:
             loop.remove_signal_handler(sig)
     log.info("bridge stopped")
+
+
+def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The bridge's event loop (BRIDGE_EVENT_LOOP): uvloop's where asked for or, with `auto`,
+    where it is installed (measured faster at every concurrency); asyncio's otherwise."""
+    if settings.event_loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if settings.event_loop == "uvloop":
+            raise ConfigError("BRIDGE_EVENT_LOOP=uvloop but uvloop is not installed") from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def run(
@@ -277,6 +314,7 @@ def run(
     logs.install(settings)  # a broker outage: one line per node per interval, with a count
     try:
         app = create_app(settings, shared=shared)
+        new_loop = loop_factory(settings)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
@@ -284,7 +322,8 @@ def run(
         main = serve(
             app, settings.bridge_host, settings.bridge_port, sock=sock, on_started=on_started
         )
-        asyncio.run(main)
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            runner.run(main)
     except SchemaRegistrationError as exc:
         log.error("refusing to start: %s", exc)
         return 2

@@ -1,0 +1,380 @@
+"""The bridge's own HTTP/1.1 server: httptools (llhttp, Node.js's parser, in C) on asyncio
+transports, doing only what the bridge needs (`voucherify-streams bridge`, BRIDGE_HTTP=httptools).
+
+Why its own: aiohttp's request, payload and response objects were a third of the bridge's CPU
+per webhook (docs/BENCHMARKS.md). Here a request is parsed into one small object, handed to
+`Bridge.route` as the handlers' `Incoming`, and answered with one `write()` of bytes.
+
+What it does, per connection: keep-alive (HTTP/1.1 by default, HTTP/1.0 when asked),
+pipelining (answers in order, one request handled at a time, reading paused while too many
+wait), Content-Length and chunked bodies, the body limit while reading, `Expect: 100-continue`
+(the interim answer only once the handler reads the body, so a refused request is refused before
+its body is sent), 400 and close on a request it cannot parse, writing paused while the peer
+does not read, and the connection closed after any request whose body was not read whole.
+Connections idle for `keepalive_s` (or sending a request slower than that) are closed.
+A handler's request runs from its headers on (a slow body counts against the bridge's request
+deadline, as with aiohttp) and is not cancelled when the peer goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any, cast
+
+import httptools
+
+from streams.bridge.handlers import BodyTooLarge, FromHeaders, Incoming, Reply
+
+log = logging.getLogger("streams.bridge")
+
+Route = Callable[[str, str, Callable[[], Incoming]], Awaitable[Reply]]
+
+#: Requests parsed but not yet answered on one connection before its reading is paused.
+MAX_PIPELINED = 16
+#: How often idle connections are looked for (s).
+SWEEP_INTERVAL_S = 5.0
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_BAD_REQUEST = Reply(400, b'{"error":"bad_request","message":"malformed HTTP request"}')
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+
+class _Date:
+    """The Date header's value, formatted once a second."""
+
+    __slots__ = ("_second", "value")
+
+    def __init__(self) -> None:
+        self._second = 0
+        self.value = b""
+
+    def now(self) -> bytes:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self.value = formatdate(second, usegmt=True).encode()
+        return self.value
+
+
+_date = _Date()
+
+
+def render(reply: Reply, *, close: bool, keep_alive_1_0: bool = False) -> bytes:
+    """The whole response: status line, headers and body."""
+    status = reply.status
+    head = [
+        b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\ndate: %s\r\n"
+        % (
+            status,
+            _REASONS.get(status, b""),
+            reply.content_type.encode("latin-1"),
+            len(reply.body),
+            _date.now(),
+        )
+    ]
+    if reply.headers:
+        for name, value in reply.headers.items():
+            head.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
+    if close:
+        head.append(b"connection: close\r\n")
+    elif keep_alive_1_0:
+        head.append(b"connection: keep-alive\r\n")
+    head.append(b"\r\n")
+    head.append(reply.body)
+    return b"".join(head)
+
+
+class Request(FromHeaders):
+    """One parsed request: the handlers' `Incoming`, its body fed in by the connection."""
+
+    __slots__ = (
+        "_chunks",
+        "_conn",
+        "_size",
+        "_waiter",
+        "complete",
+        "continue_sent",
+        "expect_continue",
+        "headers",
+        "http_1_0",
+        "keep_alive",
+        "method",
+        "path",
+        "too_large",
+    )
+
+    def __init__(self, conn: Connection, method: str, path: str, headers: dict[str, str]) -> None:
+        self._conn = conn
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self.complete = False
+        self.too_large = False
+        self.keep_alive = True
+        self.http_1_0 = False
+        self.expect_continue = False
+        self.continue_sent = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self.too_large:
+            return
+        self._size += len(chunk)
+        if self._size > self._conn.server.max_body:
+            self.too_large = True
+            self._chunks.clear()
+            self._wake()
+        else:
+            self._chunks.append(chunk)
+
+    def finish(self) -> None:
+        self.complete = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        while not (self.complete or self.too_large):
+            if self.expect_continue and not self.continue_sent:
+                self.continue_sent = True
+                self._conn.write(_CONTINUE)
+            self._conn.resume_reading()  # the body must come in, however many requests wait
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self.too_large:
+            raise BodyTooLarge()
+        chunks = self._chunks
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: parses its requests and answers them in order."""
+
+    __slots__ = (
+        "_active",
+        "_bad",
+        "_current",
+        "_headers",
+        "_paused_reading",
+        "_task",
+        "_url",
+        "_writable",
+        "closing",
+        "idle_since",
+        "parser",
+        "pending",
+        "server",
+        "transport",
+    )
+
+    def __init__(self, server: Http11Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.pending: collections.deque[Request] = collections.deque()
+        self._active: Request | None = None  # handled now; answered before any in `pending`
+        self._task: asyncio.Task[None] | None = None  # handling _active (a strong reference)
+        self._current: Request | None = None  # being parsed (its body still arriving)
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._bad = False
+        self._writable = True
+        self._paused_reading = False
+        self.closing = False
+        self.idle_since = time.monotonic()
+
+    # --- asyncio.Protocol ---
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.server.connections.discard(self)
+        # A handler waiting for a body that will never come is ended by the request deadline.
+        self.pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self._bad:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # No upgrades here: answer the request as a plain one, then close.
+            if self._current is not None:
+                self._current.keep_alive = False
+        except httptools.HttpParserError:
+            self._bad = True
+            self.pause_reading()
+            if self._active is None:
+                self._answer_bad()
+
+    def pause_writing(self) -> None:
+        self._writable = False
+
+    def resume_writing(self) -> None:
+        self._writable = True
+        self._next()
+
+    # --- parser callbacks ---
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # The first of repeated headers wins, as aiohttp's headers.get() gives it.
+        self._headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        url = self._url
+        # Origin form ("/path?query") as sent by every client; the absolute form parsed.
+        path = url.partition(b"?")[0] if url[:1] == b"/" else httptools.parse_url(url).path
+        method = parser.get_method().decode("latin-1")
+        request = Request(self, method, (path or b"/").decode("latin-1"), self._headers)
+        request.keep_alive = parser.should_keep_alive()
+        request.http_1_0 = parser.get_http_version() == "1.0"
+        expect = self._headers.get("expect")
+        request.expect_continue = (
+            expect is not None and expect.lower() == "100-continue" and not request.http_1_0
+        )
+        self._current = request
+        if self._active is None and not self.pending:
+            self._start(request)
+        else:
+            self.pending.append(request)
+            if len(self.pending) >= MAX_PIPELINED:
+                self.pause_reading()
+
+    def on_body(self, body: bytes) -> None:
+        if self._current is not None:
+            self._current.feed(body)
+
+    def on_message_complete(self) -> None:
+        if self._current is not None:
+            self._current.finish()
+            self._current = None
+
+    # --- handling ---
+    def _start(self, request: Request) -> None:
+        self._active = request
+        self._task = self.server.loop.create_task(self._handle(request))
+
+    async def _handle(self, request: Request) -> None:
+        server = self.server
+        try:
+            reply = await server.route(request.method, request.path, lambda: request)
+        except Exception:  # Bridge.route answers every failure itself: this is a bug
+            log.exception("unexpected error answering %s %s", request.method, request.path)
+            reply = Reply(500, b'{"error":"internal_error","message":"internal error"}')
+        self._active = self._task = None
+        # A body not read whole leaves the stream mid-request: nothing after it can be parsed.
+        close = not request.keep_alive or not request.complete or server.draining
+        self.write(render(reply, close=close, keep_alive_1_0=request.http_1_0))
+        if close:
+            self.close()
+            return
+        self.idle_since = time.monotonic()
+        self._next()
+
+    def _next(self) -> None:
+        if self._active is not None or not self._writable or self.closing:
+            return
+        if self.pending:
+            self._start(self.pending.popleft())
+            if len(self.pending) < MAX_PIPELINED // 2:
+                self.resume_reading()
+        elif self._bad:
+            self._answer_bad()
+
+    def _answer_bad(self) -> None:
+        self.write(render(_BAD_REQUEST, close=True))
+        self.close()
+
+    # --- transport ---
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def pause_reading(self) -> None:
+        if not self._paused_reading and self.transport is not None:
+            self._paused_reading = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._paused_reading and self.transport is not None and not self._bad:
+            self._paused_reading = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    @property
+    def idle(self) -> bool:
+        """No request handled or waiting (one may be arriving)."""
+        return self._active is None and not self.pending
+
+
+class Http11Server:
+    """Serves `route` on a listening socket until `close()`."""
+
+    def __init__(self, route: Route, *, max_body: int, keepalive_s: float = 75.0) -> None:
+        self.route = route
+        self.max_body = max_body
+        self.keepalive_s = keepalive_s
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self.loop = asyncio.get_running_loop()
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self, sock: Any) -> None:
+        self._server = await self.loop.create_server(lambda: Connection(self), sock=sock)
+        self._sweeper = self.loop.create_task(self._sweep())
+
+    def stop_accepting(self) -> None:
+        """Draining: no new connections; idle ones are closed, busy ones after their answer."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            if conn.idle and conn._current is None:
+                conn.close()
+
+    async def close(self) -> None:
+        """Close every connection (after the in-flight requests were waited for)."""
+        self.stop_accepting()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conn in list(self.connections):
+            conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            cut = time.monotonic() - self.keepalive_s
+            for conn in list(self.connections):
+                if conn.idle and conn.idle_since < cut:
+                    conn.close()
