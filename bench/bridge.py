@@ -1,10 +1,11 @@
 """Part 1 — Bridge: sustained signed webhooks/s at concurrency 1, 16 and 64, latency of a 2xx
 (which includes the broker's ack), from bench/loadgen.py (wrk + Lua) in its own process.
 
-The bridge on each HTTP layer, in the same run: aiohttp (`voucherify-streams bridge`, one
-process, and `--workers 2`), granian's embedded RSGI server on the producer's loop
-(`python -m streams.bridge.rsgi`), and `streams.bridge.asgi:app` under `granian --interface
-asgi` (one worker). Side by side in the same run:
+The bridge on each HTTP layer, in the same run: its own HTTP/1.1 server (`voucherify-streams
+bridge`, one process, and `--workers 2`), aiohttp's (`BRIDGE_HTTP=aiohttp`), granian's embedded
+RSGI server on the producer's loop (`python -m streams.bridge.rsgi`), and
+`streams.bridge.asgi:app` under `granian --interface asgi` (one worker).
+Side by side in the same run:
 - (a) the limit: bench/baselines/raw_producer.py — the same Avro bytes through a bare
   confluent-kafka producer with the bridge's producer settings (pipelined, and one-in-flight);
 - (b) by hand: bench/baselines/fastapi_endpoint.py — FastAPI + confluent-kafka, produce and
@@ -131,10 +132,12 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
     res: dict[str, Any] = {"seconds_per_point": seconds, "bodies": n_bodies}
     with cleanup_topics(settings):
         # The bridge on each HTTP layer (bench/processes.py BRIDGE_SERVERS), default
-        # settings; `bridge-w2`: the CLI with --workers 2 (BRIDGE_WORKERS).
+        # settings; `bridge-w2`: the CLI with --workers 2 (BRIDGE_WORKERS);
+        # `bridge-aiohttp`: the CLI on aiohttp's server (BRIDGE_HTTP).
         for who, server, s in (
-            ("bridge", "aiohttp", settings),
-            ("bridge-w2", "aiohttp", settings.with_(workers=2)),
+            ("bridge", "cli", settings),
+            ("bridge-aiohttp", "cli", settings.with_(http_server="aiohttp")),
+            ("bridge-w2", "cli", settings.with_(workers=2)),
             ("granian-rsgi", "granian-rsgi", settings),
             ("granian-asgi", "granian-asgi", settings),
         ):
@@ -189,7 +192,7 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
     return res
 
 
-BRIDGES = ("bridge", "bridge-w2", "granian-rsgi", "granian-asgi")
+BRIDGES = ("bridge", "bridge-aiohttp", "bridge-w2", "granian-rsgi", "granian-asgi")
 
 
 def _rps(res: dict[str, Any], who: str, c: int) -> float | None:
@@ -210,6 +213,9 @@ def ratios(res: dict[str, Any]) -> dict[str, float | None]:
             out[f"{who}/fastapi c={c}"] = ratio(_rps(res, who, c), _rps(res, "fastapi", c))
             out[f"{who}/fastapi p50 c={c}"] = ratio(_p50(res, "fastapi", c), _p50(res, who, c))
         out[f"bridge/raw-producer c={c}"] = ratio(_rps(res, "bridge", c), sync if c == 1 else raw)
+        out[f"bridge/bridge-aiohttp c={c}"] = ratio(
+            _rps(res, "bridge", c), _rps(res, "bridge-aiohttp", c)
+        )
     return out
 
 
@@ -220,20 +226,20 @@ def _n(v: float | None, width: int, digits: int = 2) -> str:
 def summary(res: dict[str, Any]) -> list[str]:
     lines = ["Bridge (closed loop, wrk; latency of a 2xx incl. the broker's ack):"]
     lines.append(
-        f"  {'server':<13}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
+        f"  {'server':<15}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
         f"{'bad':>6}{'cpu ms/req':>12}{'peak RSS MB':>13}"
     )
     for who in (*BRIDGES, "fastapi"):
         r = res.get(who, {})
         if "error" in r:
-            lines.append(f"  {who:<13} FAILED: {reason(r['error'])}")
+            lines.append(f"  {who:<15} FAILED: {reason(r['error'])}")
             continue
         for c in CONCURRENCY:
             x = r.get(str(c))
             if not x:
                 continue
             lines.append(
-                f"  {who:<13}{c:>5}{_n(x['rps'], 10, 0)}{_n(x['p50_ms'], 9)}"
+                f"  {who:<15}{c:>5}{_n(x['rps'], 10, 0)}{_n(x['p50_ms'], 9)}"
                 f"{_n(x['p99_ms'], 9)}{_n(x['p999_ms'], 10)}{x['non_2xx_or_error']:>6}"
                 f"{_n(x['server_cpu_ms_per_req'], 12, 3)}{_n(x.get('server_peak_rss_mb'), 13, 1)}"
             )

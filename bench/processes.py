@@ -120,7 +120,7 @@ def spawn(
 
 #: How bench/bridge.py starts each HTTP layer of the bridge (`{port}` filled in).
 BRIDGE_SERVERS: dict[str, list[str]] = {
-    "aiohttp": [PY, "-m", "streams", "bridge"],  # the CLI (streams.bridge.server)
+    "cli": [PY, "-m", "streams", "bridge"],  # the CLI (streams.bridge.server, BRIDGE_HTTP)
     "granian-rsgi": [PY, "-m", "streams.bridge.rsgi"],  # embedded, the producer's loop
     "granian-asgi": [PY, "-m", "granian", "--interface", "asgi", "--no-ws", "--host",
                      "127.0.0.1", "--port", "{port}", "--backlog", "1024", "--log-level",
@@ -128,7 +128,7 @@ BRIDGE_SERVERS: dict[str, list[str]] = {
 }  # fmt: skip
 
 
-def start_bridge(settings: Any, port: int, server: str = "aiohttp", name: str = "bridge") -> Proc:
+def start_bridge(settings: Any, port: int, server: str = "cli", name: str = "bridge") -> Proc:
     env = {**settings.to_env(), "BRIDGE_PORT": str(port), "BRIDGE_HOST": "127.0.0.1"}
     argv = [a.replace("{port}", str(port)) for a in BRIDGE_SERVERS[server]]
     p = spawn(name, argv, env)

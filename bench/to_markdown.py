@@ -22,7 +22,8 @@ def bridge(b: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     names = {
-        "bridge": "bridge (aiohttp, 1 process)",
+        "bridge": "bridge (own HTTP/1.1 server, 1 process)",
+        "bridge-aiohttp": "bridge on aiohttp (BRIDGE_HTTP=aiohttp)",
         "bridge-w2": "bridge --workers 2",
         "granian-rsgi": "bridge on granian RSGI (embedded)",
         "granian-asgi": "streams.bridge.asgi:app on granian",

@@ -11,7 +11,10 @@ wait), Content-Length and chunked bodies, the body limit while reading, `Expect:
 (the interim answer only once the handler reads the body, so a refused request is refused before
 its body is sent), 400 and close on a request it cannot parse, writing paused while the peer
 does not read, and the connection closed after any request whose body was not read whole.
-Connections idle for `keepalive_s` (or sending a request slower than that) are closed.
+Connections idle for `keepalive_s` (or sending a request slower than that) are closed. Memory
+per connection is bounded: a request head over MAX_HEAD_BYTES is answered 431, one body is
+buffered up to the body limit, and reading pauses while the requests waiting behind the one
+being handled hold MAX_PIPELINED requests or more than the body limit in bytes.
 A handler's request runs from its headers on (a slow body counts against the bridge's request
 deadline, as with aiohttp) and is not cancelled when the peer goes away.
 """
@@ -37,11 +40,16 @@ Route = Callable[[str, str, Callable[[], Incoming]], Awaitable[Reply]]
 
 #: Requests parsed but not yet answered on one connection before its reading is paused.
 MAX_PIPELINED = 16
+#: Largest request line and headers (bytes): past it, 431 and the connection closed.
+MAX_HEAD_BYTES = 64 * 1024
 #: How often idle connections are looked for (s).
 SWEEP_INTERVAL_S = 5.0
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _BAD_REQUEST = Reply(400, b'{"error":"bad_request","message":"malformed HTTP request"}')
+_HEAD_TOO_LARGE = Reply(
+    431, b'{"error":"headers_too_large","message":"request line and headers too large"}'
+)
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
@@ -124,10 +132,15 @@ class Request(FromHeaders):
         self.expect_continue = False
         self.continue_sent = False
 
+    @property
+    def size(self) -> int:
+        """Body bytes received so far."""
+        return self._size
+
     def feed(self, chunk: bytes) -> None:
+        self._size += len(chunk)
         if self.too_large:
             return
-        self._size += len(chunk)
         if self._size > self._conn.server.max_body:
             self.too_large = True
             self._chunks.clear()
@@ -168,10 +181,12 @@ class Connection(asyncio.Protocol):
         "_active",
         "_bad",
         "_current",
+        "_head_bytes",
         "_headers",
         "_paused_reading",
         "_task",
         "_url",
+        "_waiting_bytes",
         "_writable",
         "closing",
         "idle_since",
@@ -191,7 +206,9 @@ class Connection(asyncio.Protocol):
         self._current: Request | None = None  # being parsed (its body still arriving)
         self._url = b""
         self._headers: dict[str, str] = {}
-        self._bad = False
+        self._head_bytes = 0  # received while no request's headers are complete
+        self._waiting_bytes = 0  # body bytes held by the requests in `pending`
+        self._bad: Reply | None = None  # the answer to a request that could not be parsed
         self._writable = True
         self._paused_reading = False
         self.closing = False
@@ -209,8 +226,13 @@ class Connection(asyncio.Protocol):
         self.pending.clear()
 
     def data_received(self, data: bytes) -> None:
-        if self._bad:
+        if self._bad is not None:
             return
+        if self._current is None:  # (an approximation: the data may hold a body's end too)
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(_HEAD_TOO_LARGE)
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -218,10 +240,14 @@ class Connection(asyncio.Protocol):
             if self._current is not None:
                 self._current.keep_alive = False
         except httptools.HttpParserError:
-            self._bad = True
-            self.pause_reading()
-            if self._active is None:
-                self._answer_bad()
+            self._refuse(_BAD_REQUEST)
+
+    def _refuse(self, reply: Reply) -> None:
+        """Nothing more can be parsed: answer `reply` after what came before, then close."""
+        self._bad = reply
+        self.pause_reading()
+        if self._active is None and not self.pending:
+            self._answer_bad()
 
     def pause_writing(self) -> None:
         self._writable = False
@@ -256,16 +282,20 @@ class Connection(asyncio.Protocol):
             expect is not None and expect.lower() == "100-continue" and not request.http_1_0
         )
         self._current = request
+        self._head_bytes = 0
         if self._active is None and not self.pending:
             self._start(request)
         else:
             self.pending.append(request)
-            if len(self.pending) >= MAX_PIPELINED:
-                self.pause_reading()
+            self._check_waiting()
 
     def on_body(self, body: bytes) -> None:
-        if self._current is not None:
-            self._current.feed(body)
+        current = self._current
+        if current is not None:
+            current.feed(body)
+            if current is not self._active:
+                self._waiting_bytes += len(body)
+                self._check_waiting()
 
     def on_message_complete(self) -> None:
         if self._current is not None:
@@ -298,14 +328,21 @@ class Connection(asyncio.Protocol):
         if self._active is not None or not self._writable or self.closing:
             return
         if self.pending:
-            self._start(self.pending.popleft())
-            if len(self.pending) < MAX_PIPELINED // 2:
+            request = self.pending.popleft()
+            self._waiting_bytes -= request.size
+            self._start(request)
+            if len(self.pending) < MAX_PIPELINED and self._waiting_bytes <= self.server.max_body:
                 self.resume_reading()
-        elif self._bad:
+        elif self._bad is not None:
             self._answer_bad()
 
+    def _check_waiting(self) -> None:
+        if len(self.pending) >= MAX_PIPELINED or self._waiting_bytes > self.server.max_body:
+            self.pause_reading()
+
     def _answer_bad(self) -> None:
-        self.write(render(_BAD_REQUEST, close=True))
+        assert self._bad is not None
+        self.write(render(self._bad, close=True))
         self.close()
 
     # --- transport ---
@@ -320,7 +357,7 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._paused_reading and self.transport is not None and not self._bad:
+        if self._paused_reading and self.transport is not None and self._bad is None:
             self._paused_reading = False
             self.transport.resume_reading()
 

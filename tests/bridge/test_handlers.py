@@ -53,10 +53,12 @@ class FakeProducer:
         return [r[0] for r in self.records]
 
 
-@pytest.fixture
-def base() -> Settings:
+@pytest.fixture(params=["httptools", "aiohttp"])
+def base(request: pytest.FixtureRequest) -> Settings:
+    """Unit settings, on each of `voucherify-streams bridge`'s HTTP servers (BRIDGE_HTTP)."""
     return Settings.from_env(
         {},
+        http_server=request.param,
         webhook_secret=(SECRET,),
         topic_prefix="unit.",
         request_deadline_s=0.5,
@@ -341,3 +343,29 @@ def test_unexpected_error_is_500_and_counted(
     assert reply.status == 500 and reply.json()["error"] == "internal_error"
     metrics = bridge.request("GET", "/metrics").body.decode()
     assert 'bridge_requests_total{outcome="error"} 1' in metrics
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"), [("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", None)]
+)
+def test_event_loop_setting(choice: str, expected: str | None) -> None:
+    """BRIDGE_EVENT_LOOP: uvloop by default where installed (a dependency on Linux)."""
+    from streams.bridge.server import loop_factory
+
+    factory = loop_factory(Settings.from_env({"BRIDGE_EVENT_LOOP": choice}))
+    if expected is None:
+        assert factory is None
+        return
+    assert factory is not None
+    loop = factory()
+    try:
+        assert type(loop).__module__.startswith(expected)
+    finally:
+        loop.close()
+
+
+def test_unknown_http_server_or_loop_is_refused() -> None:
+    with pytest.raises(ValueError, match="BRIDGE_HTTP"):
+        Settings.from_env({"BRIDGE_HTTP": "tornado"})
+    with pytest.raises(ValueError, match="BRIDGE_EVENT_LOOP"):
+        Settings.from_env({"BRIDGE_EVENT_LOOP": "trio"})
