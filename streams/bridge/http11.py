@@ -182,6 +182,7 @@ class Connection(asyncio.Protocol):
         "_bad",
         "_current",
         "_head_bytes",
+        "_head_done",
         "_headers",
         "_paused_reading",
         "_task",
@@ -207,6 +208,7 @@ class Connection(asyncio.Protocol):
         self._url = b""
         self._headers: dict[str, str] = {}
         self._head_bytes = 0  # received while no request's headers are complete
+        self._head_done = False  # headers completed in the data being parsed
         self._waiting_bytes = 0  # body bytes held by the requests in `pending`
         self._bad: Reply | None = None  # the answer to a request that could not be parsed
         self._writable = True
@@ -228,11 +230,8 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._bad is not None:
             return
-        if self._current is None:  # (an approximation: the data may hold a body's end too)
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(_HEAD_TOO_LARGE)
-                return
+        in_head = self._current is None
+        self._head_done = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -241,6 +240,13 @@ class Connection(asyncio.Protocol):
                 self._current.keep_alive = False
         except httptools.HttpParserError:
             self._refuse(_BAD_REQUEST)
+            return
+        # Data that was all request head (no headers completed in it) counts towards the
+        # limit: the parser holds an unfinished head in memory.
+        if in_head and self._current is None and not self._head_done:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(_HEAD_TOO_LARGE)
 
     def _refuse(self, reply: Reply) -> None:
         """Nothing more can be parsed: answer `reply` after what came before, then close."""
@@ -283,6 +289,7 @@ class Connection(asyncio.Protocol):
         )
         self._current = request
         self._head_bytes = 0
+        self._head_done = True
         if self._active is None and not self.pending:
             self._start(request)
         else:
