@@ -260,6 +260,13 @@ class Settings:
         "HTTP server of the bridge: httptools (its own HTTP/1.1 server, the fastest) or aiohttp.",
         groups=("bridge",),
     )
+    keepalive_s: float = setting(
+        75.0,
+        "BRIDGE_KEEPALIVE_S",
+        "Idle keep-alive connections are closed after this long (s): keep it above the idle "
+        "timeout of a load balancer in front.",
+        groups=("bridge",),
+    )
     event_loop: str = setting(
         "auto",
         "BRIDGE_EVENT_LOOP",
@@ -423,6 +430,8 @@ class Settings:
             raise ValueError(f"BRIDGE_WORKERS: expected 1 to 64, got {self.workers}")
         if not 0 <= self.linger_ms <= 1000:
             raise ValueError(f"BRIDGE_LINGER_MS: expected 0 to 1000, got {self.linger_ms}")
+        if self.keepalive_s <= 0:
+            raise ValueError(f"BRIDGE_KEEPALIVE_S: expected > 0, got {self.keepalive_s}")
         if self.http_server not in {"httptools", "aiohttp"}:
             raise ValueError(
                 f"BRIDGE_HTTP: expected httptools or aiohttp, got {self.http_server!r}"

@@ -55,6 +55,11 @@ class BodyTooLarge(Exception):
     """Raised by `Incoming.read()` when the body exceeds the limit while it is read."""
 
 
+class BodyIncomplete(Exception):
+    """Raised by `Incoming.read()` when the body cannot be had whole: its framing is malformed
+    or the client went away."""
+
+
 async def read_capped(chunks: AsyncIterable[bytes], max_body: int) -> bytes:
     """A body from its chunks, refused (BodyTooLarge) as soon as it passes `max_body` bytes:
     a chunked upload has no Content-Length to refuse it by."""
@@ -93,7 +98,8 @@ class Incoming(Protocol):
         ...
 
     async def read(self) -> bytes:
-        """The whole body; raises BodyTooLarge past the limit."""
+        """The whole body; raises BodyTooLarge past the limit, BodyIncomplete when it cannot
+        be had whole."""
         ...
 
 
@@ -369,6 +375,8 @@ class Bridge:
             return "too_large", error_reply(
                 413, "too_large", f"body exceeds the limit of {self.max_body} bytes"
             )
+        except BodyIncomplete:
+            return "bad_request", MALFORMED_REQUEST
         if len(body) > self.max_body:  # an app built with a larger client_max_size
             return "too_large", error_reply(
                 413, "too_large", f"body exceeds the limit of {self.max_body} bytes"
@@ -537,7 +545,7 @@ class Bridge:
         makes the request only for the webhook route."""
         if path == WEBHOOK_PATH:
             if method != "POST":
-                return error_reply(405, "method_not_allowed", "method not allowed")
+                return method_not_allowed("POST")
             return await self.webhook(incoming())
         probe = {
             "/healthz": self.healthz,
@@ -547,7 +555,7 @@ class Bridge:
         if path not in probe:
             return error_reply(404, "not_found", "not found")
         if method != "GET":
-            return error_reply(405, "method_not_allowed", "method not allowed")
+            return method_not_allowed("GET")
         return await probe[path]()
 
     async def metrics_endpoint(self, request: Incoming | None = None) -> Reply:
@@ -564,3 +572,12 @@ def error_reply(
     """A JSON error answer: {"error": ..., "message": ...}."""
     body = json.dumps({"error": error, "message": message}).encode()
     return Reply(status, body, _JSON, headers)
+
+
+def method_not_allowed(allowed: str) -> Reply:
+    """405, with the Allow header the RFC asks for."""
+    return error_reply(405, "method_not_allowed", "method not allowed", headers={"Allow": allowed})
+
+
+#: 400 for a request whose HTTP framing cannot be parsed (or whose body broke off).
+MALFORMED_REQUEST = error_reply(400, "bad_request", "malformed HTTP request")

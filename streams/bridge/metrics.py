@@ -31,6 +31,7 @@ OUTCOMES = (
     "malformed_json",
     "invalid_utf8",
     "invalid_payload",
+    "bad_request",  # 400: the body's HTTP framing is malformed, or the client went away
     "unavailable",  # 503: broker unreachable, queue full, delivery failed, deadline
     "error",  # 500: a bug
 )

@@ -26,6 +26,7 @@ from streams.bridge.handlers import (
     Reply,
     RequestHeaders,
     error_reply,
+    method_not_allowed,
 )
 from streams.bridge.http11 import Http11Server
 from streams.bridge.service import (
@@ -182,7 +183,8 @@ def fast_server(app: web.Application) -> web.Server:
         if route is not None:
             return await route(request)
         if request.path in paths:
-            return _response(error_reply(405, "method_not_allowed", "method not allowed"))
+            allowed = next(method for method, path in routes if path == request.path)
+            return _response(method_not_allowed(allowed))
         return _response(error_reply(404, "not_found", "not found"))
 
     def request_factory(
@@ -193,7 +195,12 @@ def fast_server(app: web.Application) -> web.Server:
             message, payload, protocol, writer, task, protocol._loop, client_max_size=max_body
         )
 
-    return web.Server(handler, request_factory=request_factory, access_log=None)
+    return web.Server(
+        handler,
+        request_factory=request_factory,
+        access_log=None,
+        keepalive_timeout=bridge.settings.keepalive_s,
+    )
 
 
 async def serve(
@@ -237,13 +244,20 @@ async def serve(
         if sock is None:
             sock = listen_socket(host, port)
         if http == "httptools":
-            own = Http11Server(bridge.route, max_body=bridge.max_body)
+            own = Http11Server(
+                bridge.route, max_body=bridge.max_body, keepalive_s=bridge.settings.keepalive_s
+            )
             await own.start(sock)
         else:
             runner = (
                 web.ServerRunner(fast_server(app), shutdown_timeout=SHUTDOWN_GRACE_S)
                 if hooks
-                else web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+                else web.AppRunner(
+                    app,
+                    access_log=None,
+                    shutdown_timeout=SHUTDOWN_GRACE_S,
+                    keepalive_timeout=bridge.settings.keepalive_s,
+                )
             )
             await runner.setup()
             site = web.SockSite(runner, sock)

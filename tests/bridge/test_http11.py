@@ -563,6 +563,25 @@ def test_content_length_over_the_limit_is_413_before_the_body(
     assert fake.records == []
 
 
+def test_refused_body_sent_anyway_is_drained_so_the_413_arrives(
+    bridge: BridgeServer, fake: FakeProducer
+) -> None:
+    """A client that sends a whole (too large) body before reading: the server half-closes
+    after its 413 and drops what still comes, so the client's send completes and it reads the
+    413 and then a clean end of stream, not a connection reset."""
+    body = b"x" * (2 * 1024 * 1024)
+    with Raw(bridge.port) as raw:
+        raw.send(
+            b"POST /webhooks/voucherify HTTP/1.1\r\nHost: bridge\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+        reply = raw.response()
+        assert reply.status == 413 and reply.headers["connection"] == "close"
+        raw.expect_eof()
+    assert fake.records == []
+
+
 def test_body_in_many_small_writes(
     bridge: BridgeServer, fake: FakeProducer, example: dict[str, Any]
 ) -> None:
@@ -721,10 +740,10 @@ MALFORMED = {
 }
 
 
-def expect_bad_request(raw: Raw) -> None:
+def expect_bad_request(raw: Raw, message: str = "malformed HTTP request") -> None:
     reply = raw.response()
     assert reply.status == 400 and reply.reason == "Bad Request"
-    assert reply.json() == {"error": "bad_request", "message": "malformed HTTP request"}
+    assert reply.json() == {"error": "bad_request", "message": message}
     assert reply.headers["connection"] == "close"
     raw.expect_eof()
 
@@ -783,7 +802,19 @@ def test_http11_request_without_host_is_400(bridge: BridgeServer) -> None:
     """RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host."""
     with Raw(bridge.port) as raw:
         raw.send(b"GET /healthz HTTP/1.1\r\n\r\n")
-        expect_bad_request(raw)
+        expect_bad_request(raw, "an HTTP/1.1 request needs exactly one Host header")
+
+
+def test_http11_request_with_two_hosts_is_400(bridge: BridgeServer) -> None:
+    with Raw(bridge.port) as raw:
+        raw.send(b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        expect_bad_request(raw, "an HTTP/1.1 request needs exactly one Host header")
+
+
+def test_http10_request_without_host_is_served(bridge: BridgeServer) -> None:
+    with Raw(bridge.port) as raw:
+        raw.send(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert raw.response().json() == ALIVE
 
 
 @pytest.mark.parametrize("pieces", [1, 70], ids=["one-read", "1k-writes"])
@@ -983,19 +1014,17 @@ def test_head_answer_has_no_body(bridge: BridgeServer) -> None:
 # --- protocol switches and trailers -----------------------------------------------------------
 
 
-def test_upgrade_request_is_answered_then_closed(bridge: BridgeServer) -> None:
-    """No upgrades here: the request is answered as a plain one, then the connection closed
-    (streams.bridge.http11's promise); bytes after it must not be silently dropped while the
-    connection stays open."""
+def test_upgrade_request_is_refused_then_closed(bridge: BridgeServer) -> None:
+    """No upgrades here (llhttp stops parsing at one): 400 after the answers before it, then
+    the connection closed; nothing after it is answered."""
     with Raw(bridge.port) as raw:
         raw.send(
-            get(b"/healthz", headers=b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
+            get(b"/readyz")
+            + get(b"/healthz", headers=b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
             + get(b"/readyz")
         )
-        reply = raw.response()
-        assert reply.status == 200 and reply.json() == ALIVE
-        assert reply.headers.get("connection") == "close"
-        raw.expect_eof(1.0)
+        assert raw.response().json() == READY
+        expect_bad_request(raw, "protocol upgrades are not supported")
 
 
 def test_upgrade_header_does_not_smuggle_a_request_in_the_body(
