@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from streams import logs
-from streams.bridge.handlers import FromHeaders, Reply, error_reply, read_capped
+from streams.bridge.handlers import BodyIncomplete, FromHeaders, Reply, error_reply, read_capped
 from streams.bridge.service import BridgeService
 from streams.kafka.producer import AsyncProducer
 from streams.settings import Settings
@@ -58,13 +58,13 @@ class _AsgiRequest(FromHeaders):
         while True:
             message = await self._receive()
             if message["type"] != "http.request":
-                return  # the client went away: what was read cannot carry a valid signature
+                raise BodyIncomplete()  # the client went away mid-body
             yield message.get("body", b"")
             if not message.get("more_body", False):
                 return
 
 
-async def _send(send: Send, reply: Reply) -> None:
+async def _send(send: Send, reply: Reply, *, head_only: bool = False) -> None:
     headers = [
         (b"content-type", reply.content_type.encode("latin-1")),
         (b"content-length", str(len(reply.body)).encode("latin-1")),
@@ -74,7 +74,7 @@ async def _send(send: Send, reply: Reply) -> None:
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()
         )
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": reply.body})
+    await send({"type": "http.response.body", "body": b"" if head_only else reply.body})
 
 
 class BridgeASGI:
@@ -110,7 +110,7 @@ class BridgeASGI:
         reply = await bridge.route(
             scope["method"], scope["path"], lambda: _AsgiRequest(scope, receive, bridge.max_body)
         )
-        await _send(send, reply)
+        await _send(send, reply, head_only=scope["method"] == "HEAD")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -11,7 +11,8 @@
 Anything that prevents the broker's acknowledgement -> 503 with Retry-After, never a 2xx.
 
 The handlers know no HTTP framework: they take an `Incoming` request and answer a `Reply`;
-streams.bridge.server (aiohttp) and streams.bridge.asgi (ASGI) adapt them.
+streams.bridge.http11 (its own HTTP/1.1 server), streams.bridge.server (aiohttp), asgi and rsgi
+adapt them.
 """
 
 from __future__ import annotations
@@ -351,7 +352,7 @@ class Bridge:
                 type(exc).__name__,
                 frames,
             )
-            outcome, response = "error", error_reply(500, "internal_error", "internal error")
+            outcome, response = "error", INTERNAL_ERROR
         finally:
             metrics.in_flight -= 1
             deadlines.discard(task)
@@ -541,12 +542,15 @@ class Bridge:
         }
 
     async def route(self, method: str, path: str, incoming: Callable[[], Incoming]) -> Reply:
-        """The answer to `method path` for servers without a router (ASGI, RSGI); `incoming`
-        makes the request only for the webhook route."""
+        """The answer to `method path`, for every server (one routing table); `incoming`
+        makes the request only for the webhook route. HEAD is answered as GET: the server
+        leaves out the body."""
         if path == WEBHOOK_PATH:
             if method != "POST":
                 return method_not_allowed("POST")
             return await self.webhook(incoming())
+        if method == "HEAD":  # a probe's answer without its body (the server leaves it out)
+            method = "GET"
         probe = {
             "/healthz": self.healthz,
             "/readyz": self.readyz,
@@ -555,7 +559,7 @@ class Bridge:
         if path not in probe:
             return error_reply(404, "not_found", "not found")
         if method != "GET":
-            return method_not_allowed("GET")
+            return method_not_allowed("GET, HEAD")
         return await probe[path]()
 
     async def metrics_endpoint(self, request: Incoming | None = None) -> Reply:
@@ -581,3 +585,5 @@ def method_not_allowed(allowed: str) -> Reply:
 
 #: 400 for a request whose HTTP framing cannot be parsed (or whose body broke off).
 MALFORMED_REQUEST = error_reply(400, "bad_request", "malformed HTTP request")
+#: 500: a bug, not the sender's fault (Voucherify retries; nothing is lost).
+INTERNAL_ERROR = error_reply(500, "internal_error", "internal error")

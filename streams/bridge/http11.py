@@ -3,44 +3,30 @@ transports, doing only what the bridge needs (`voucherify-streams bridge`, BRIDG
 
 Why its own: aiohttp's request, payload and response objects were a third of the bridge's CPU
 per webhook (docs/BENCHMARKS.md). Here a request is parsed into one small object, handed to
-`Bridge.route` as the handlers' `Incoming`, and answered with one `write()` of bytes.
-
-Per connection:
-- keep-alive (HTTP/1.1 by default, HTTP/1.0 when asked); idle connections are closed after
-  `keepalive_s`; a client that half-closes still gets its answers, then the connection closes;
-- pipelining: answers in order, one request handled at a time;
-- Content-Length and chunked bodies (trailer fields are not headers), the body limit while
-  reading, `Expect: 100-continue` (the interim answer only once the handler reads the body, so
-  a refused request is refused before its body is sent);
-- HEAD on the probes as GET without a body;
-- what cannot be parsed (bad framing, a bad body, an HTTP/1.1 request without exactly one Host,
-  an Upgrade) is answered 400 after the answers before it, a head over MAX_HEAD_BYTES 431, and
-  the connection closed; a body broken off makes the handler answer 400 (BodyIncomplete);
-- after an answer that leaves part of a request unread (413, 415, 400) the server half-closes
-  and reads and drops what still comes for up to LINGER_S, so the client can read the answer
-  instead of a reset;
-- memory is bounded: one head (MAX_HEAD_BYTES), one body up to the body limit, and reading
-  pauses while the requests waiting behind the one being handled hold MAX_PIPELINED requests or
-  more than the body limit in bytes; writing pauses the handling while the peer does not read.
-
-A request runs from its headers on (a slow body counts against the bridge's request deadline, as
-with aiohttp).
+`Bridge.route` as the handlers' `Incoming`, and answered with one `write()` of bytes. What it
+supports and refuses is listed in the README ("Processes and servers"); its limits are the
+constants below. Every answer that ends a connection with request bytes unread is followed by
+a lingering close, so the client reads the answer rather than a reset.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, cast
+from urllib.parse import unquote
 
 import httptools
 
 from streams.bridge.handlers import (
+    INTERNAL_ERROR,
     MALFORMED_REQUEST,
     BodyIncomplete,
     BodyTooLarge,
@@ -54,11 +40,17 @@ log = logging.getLogger("streams.bridge")
 
 Route = Callable[[str, str, Callable[[], Incoming]], Awaitable[Reply]]
 
+#: The listen backlog (create_server would otherwise listen() again with its default, 100).
+BACKLOG = 1024
 #: Requests parsed but not yet answered on one connection before its reading is paused.
 MAX_PIPELINED = 16
+#: Data is parsed in slices of this size, so a read full of pipelined requests stops being
+#: parsed once MAX_PIPELINED wait (the rest is held until one is answered): at most one slice
+#: of requests (~220 of the smallest) more than that.
+FEED_SLICE = 4096
 #: Largest request line and headers (bytes): past it, 431 and the connection closed.
 MAX_HEAD_BYTES = 64 * 1024
-#: How often idle connections are looked for (s).
+#: How often idle connections are looked for (s), at most.
 SWEEP_INTERVAL_S = 5.0
 #: After an answer that left request bytes unread: how long, and how many bytes, to keep
 #: reading and dropping before the connection is closed.
@@ -69,7 +61,7 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _NO_UPGRADE = error_reply(400, "bad_request", "protocol upgrades are not supported")
 _NO_HOST = error_reply(400, "bad_request", "an HTTP/1.1 request needs exactly one Host header")
 _HEAD_TOO_LARGE = error_reply(431, "headers_too_large", "request line and headers too large")
-_INTERNAL_ERROR = error_reply(500, "internal_error", "internal error")
+_TOO_LARGE = error_reply(413, "too_large", "request too large")
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
@@ -221,12 +213,14 @@ class Connection(asyncio.Protocol):
         "_head_done",
         "_head_size",
         "_headers",
+        "_held",
         "_linger",
+        "_msg_bytes",
         "_paused_reading",
         "_task",
+        "_unwritable_since",
         "_url",
         "_waiting_bytes",
-        "_writable",
         "closing",
         "idle_since",
         "parser",
@@ -249,15 +243,17 @@ class Connection(asyncio.Protocol):
         self._dup_host = False  # ... has more than one Host header
         self._head_bytes = 0  # received while no request's headers are complete
         self._head_done = False  # headers completed in the data being parsed
+        self._msg_bytes = 0  # received while `_current`'s body (and trailer) arrives
         self._waiting_bytes = 0  # body bytes held by the requests in `pending`
+        self._held = b""  # received, not parsed yet: MAX_PIPELINED requests wait
         self._bad: Reply | None = None  # the answer to a request that could not be parsed
-        self._writable = True
+        self._unwritable_since: float | None = None  # the peer stopped reading answers
         self._paused_reading = False
         self._eof = False  # the client half-closed: answer what came, then close
         self._linger: asyncio.TimerHandle | None = None  # closing: dropping what still comes
         self._discarded = 0
         self.closing = False
-        self.idle_since = time.monotonic()
+        self.idle_since = time.monotonic()  # since the last answer (or the connection)
 
     # --- asyncio.Protocol ---
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -270,6 +266,7 @@ class Connection(asyncio.Protocol):
         if self._linger is not None:
             self._linger.cancel()
         self.pending.clear()
+        self._held = b""
         if self._current is not None:
             self._current.abort()  # a handler waiting for its body answers 400 to nobody
 
@@ -278,10 +275,10 @@ class Connection(asyncio.Protocol):
         if self._current is not None:
             self._current.abort()
         # Keep the transport open for the answers still to come; else let it close.
-        return self._linger is None and (self._active is not None or bool(self.pending))
+        busy = self._active is not None or bool(self.pending) or bool(self._held)
+        return self._linger is None and busy
 
     def data_received(self, data: bytes) -> None:
-        self.idle_since = time.monotonic()
         if self._linger is not None:
             self._discarded += len(data)
             if self._discarded > LINGER_MAX_BYTES:
@@ -289,29 +286,55 @@ class Connection(asyncio.Protocol):
             return
         if self._bad is not None:
             return
-        in_head = self._current is None
+        if self._held:  # (a read already under way when reading was paused)
+            self._held += data
+            return
+        if len(data) <= FEED_SLICE:
+            self._parse(data)
+        else:
+            self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        for at in range(0, len(data), FEED_SLICE):
+            if self._bad is not None:
+                return
+            if len(self.pending) >= MAX_PIPELINED:
+                self._held = data[at:]
+                return
+            self._parse(data[at : at + FEED_SLICE])
+
+    def _parse(self, data: bytes) -> None:
+        current = self._current
         self._head_done = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._refuse(_NO_UPGRADE)
             return
-        except httptools.HttpParserError:
+        except httptools.HttpParserError as exc:
+            if exc.__context__ is not None:  # a callback of ours raised: a bug, not the client
+                _log_bug("parsing a request", exc.__context__)
             self._refuse(MALFORMED_REQUEST)
             return
-        # Data that was all request head (no headers completed in it) counts towards the
-        # limit: the parser holds an unfinished head in memory.
-        if in_head and self._current is None and not self._head_done:
+        if current is not None:  # a body, chunk framing, a trailer: bounded too
+            self._msg_bytes += len(data)
+            if self._msg_bytes > self.server.max_body + MAX_HEAD_BYTES:
+                self._refuse(_TOO_LARGE)
+        elif self._current is None and not self._head_done:
+            # All of it was request head: the parser holds the unfinished head in memory.
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse(_HEAD_TOO_LARGE)
 
     def pause_writing(self) -> None:
-        self._writable = False
+        self._unwritable_since = time.monotonic()
+        self._pause_reading()  # no more requests until the answers are read
 
     def resume_writing(self) -> None:
-        self._writable = True
-        self._next()
+        self._unwritable_since = None
+        if not self.closing:
+            self._resume_reading()
+            self._next()
 
     # --- parser callbacks ---
     def on_message_begin(self) -> None:
@@ -328,16 +351,18 @@ class Connection(asyncio.Protocol):
         if self._current is not None:
             return  # a chunked body's trailer field: not a header
         self._head_size += len(name) + len(value) + 4
-        key = name.decode("latin-1").lower()
+        key = _NAMES.get(name) or name.decode("latin-1").lower()
         headers = self._headers
         if key in headers:
             self._dup_host = self._dup_host or key == "host"
             return  # the first of repeated headers wins, as aiohttp's headers.get() gives it
-        headers[key] = value.decode("latin-1")
+        # Undecodable bytes become U+FFFD, as with the other servers.
+        headers[key] = value.decode("utf-8", "replace")
 
     def on_headers_complete(self) -> None:
         self._head_done = True
         self._head_bytes = 0
+        self._msg_bytes = 0
         if self._bad is not None:
             return
         parser = self.parser
@@ -352,11 +377,11 @@ class Connection(asyncio.Protocol):
         if not http_1_0 and ("host" not in headers or self._dup_host):
             self._refuse(_NO_HOST)
             return
-        url = self._url
-        # Origin form ("/path?query") as sent by every client; the absolute form parsed.
-        path = url.partition(b"?")[0] if url[:1] == b"/" else httptools.parse_url(url).path
-        method = parser.get_method().decode("latin-1")
-        request = Request(self, method, (path or b"/").decode("latin-1"), headers)
+        path = _path(self._url)
+        if path is None:
+            self._refuse(MALFORMED_REQUEST)
+            return
+        request = Request(self, parser.get_method().decode("latin-1"), path, headers)
         request.keep_alive = parser.should_keep_alive()
         request.http_1_0 = http_1_0
         expect = headers.get("expect")
@@ -364,7 +389,7 @@ class Connection(asyncio.Protocol):
             expect is not None and expect.lower() == "100-continue" and not http_1_0
         )
         self._current = request
-        if self._active is None and not self.pending:
+        if self._active is None and not self.pending and self._unwritable_since is None:
             self._start(request)
         else:
             self.pending.append(request)
@@ -389,42 +414,53 @@ class Connection(asyncio.Protocol):
         self._task = self.server.loop.create_task(self._handle(request))
 
     async def _handle(self, request: Request) -> None:
-        server = self.server
-        head_only = request.method == "HEAD"
-        method = "GET" if head_only else request.method
+        answered = False
         try:
-            reply = await server.route(method, request.path, lambda: request)
-        except Exception:  # Bridge.route answers every failure itself: this is a bug
-            log.exception("unexpected error answering %s %s", request.method, request.path)
-            reply = _INTERNAL_ERROR
-        self._active = self._task = None
+            try:
+                reply = await self.server.route(request.method, request.path, lambda: request)
+            except Exception as exc:  # Bridge.route answers every failure itself: a bug
+                _log_bug("answering a request", exc)
+                reply = INTERNAL_ERROR
+            self._answer(request, reply)
+            answered = True
+        finally:
+            self._active = self._task = None
+            if not answered:  # later answers must not take this one's place
+                self.abort()
+            elif not self.closing:
+                self._next()
+
+    def _answer(self, request: Request, reply: Reply) -> None:
         # A body not read whole leaves the stream mid-request: nothing after it can be parsed.
-        unread = not request.complete
         close = (
-            unread or not request.keep_alive or server.draining or (self._eof and not self.pending)
+            not request.complete
+            or not request.keep_alive
+            or self.server.draining
+            or (self._eof and not self.pending)
         )
+        head_only = request.method == "HEAD"
         self.write(render(reply, close=close, keep_alive_1_0=request.http_1_0, head_only=head_only))
-        if unread and not self._eof:
+        if close:
             self._close_lingering()
-        elif close:
-            self.close()
         else:
             self.idle_since = time.monotonic()
-            self._next()
 
     def _next(self) -> None:
-        if self._active is not None or not self._writable or self.closing:
+        if self._active is not None or self._unwritable_since is not None or self.closing:
             return
         if self.pending:
             request = self.pending.popleft()
             self._waiting_bytes -= request.size
             self._start(request)
             if len(self.pending) < MAX_PIPELINED and self._waiting_bytes <= self.server.max_body:
-                self.resume_reading()
+                if self._held:
+                    held, self._held = self._held, b""
+                    self._feed(held)
+                if not self._held:
+                    self._resume_reading()
         elif self._bad is not None:
-            self._answer_bad()
-        elif self._eof:
-            self.close()
+            self.write(render(self._bad, close=True))
+            self._close_lingering()
 
     def _refuse(self, reply: Reply) -> None:
         """Nothing more can be parsed: answer `reply` after what came before, then close.
@@ -432,23 +468,16 @@ class Connection(asyncio.Protocol):
         if self._bad is not None:
             return  # the first refusal is the answer
         self._bad = reply
-        self.pause_reading()
+        self._held = b""
+        self._pause_reading()
         if self._current is not None:
             self._current.abort()
         elif self._active is None and not self.pending:
-            self._answer_bad()
+            self._next()
 
     def _check_waiting(self) -> None:
         if len(self.pending) >= MAX_PIPELINED or self._waiting_bytes > self.server.max_body:
-            self.pause_reading()
-
-    def _answer_bad(self) -> None:
-        assert self._bad is not None
-        self.write(render(self._bad, close=True))
-        if self._eof:
-            self.close()
-        else:
-            self._close_lingering()
+            self._pause_reading()
 
     # --- transport ---
     def write(self, data: bytes) -> None:
@@ -456,12 +485,25 @@ class Connection(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             transport.write(data)
 
-    def pause_reading(self) -> None:
+    def _pause_reading(self) -> None:
         if not self._paused_reading and self.transport is not None:
             self._paused_reading = True
             self.transport.pause_reading()
 
+    def _resume_reading(self) -> None:
+        if (
+            self._paused_reading
+            and self.transport is not None
+            and self._bad is None
+            and self._unwritable_since is None
+            and len(self.pending) < MAX_PIPELINED
+            and self._waiting_bytes <= self.server.max_body
+        ):
+            self._paused_reading = False
+            self.transport.resume_reading()
+
     def resume_reading(self) -> None:
+        """The handler reads the body (Request.read): whatever paused reading, let it come."""
         if self._paused_reading and self.transport is not None and self._bad is None:
             self._paused_reading = False
             self.transport.resume_reading()
@@ -471,15 +513,24 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def abort(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
     def _close_lingering(self) -> None:
         """Send what is written, half-close, and drop what the client still sends (up to
         LINGER_S / LINGER_MAX_BYTES) before closing: closing with unread data would send a
         reset, which can destroy the answer before the client reads it."""
         transport = self.transport
-        if transport is None or transport.is_closing() or not transport.can_write_eof():
+        self.closing = True
+        if self._eof or transport is None or transport.is_closing():
             self.close()
             return
-        self.closing = True
+        if not transport.can_write_eof():
+            self.close()
+            return
+        self._held = b""
         self._linger = self.server.loop.call_later(LINGER_S, self.close)
         transport.write_eof()
         if self._paused_reading:
@@ -490,6 +541,47 @@ class Connection(asyncio.Protocol):
     def idle(self) -> bool:
         """No request handled, waiting or arriving (its headers complete)."""
         return self._active is None and not self.pending and self._current is None
+
+    def stuck_since(self) -> float | None:
+        """Since when the peer has not read its answers, if it does not."""
+        return self._unwritable_since
+
+
+_NAMES = {
+    n.encode(): n
+    for n in (
+        "host",
+        "content-type",
+        "content-length",
+        "x-voucherify-signature",
+        "user-agent",
+        "accept",
+        "connection",
+        "transfer-encoding",
+        "expect",
+    )
+}
+_NAMES.update({k.title(): v for k, v in _NAMES.items()})  # as most clients spell them
+
+
+def _path(url: bytes) -> str | None:
+    """The path of a request target: origin form ("/path?query", as every client sends it) or
+    the absolute form; percent-decoded, as the other servers give it. None: not a URL."""
+    if url[:1] == b"/":
+        raw = url.partition(b"?")[0]
+    else:
+        try:
+            raw = httptools.parse_url(url).path or b"/"
+        except httptools.HttpParserInvalidURLError:
+            return None
+    path = raw.decode("latin-1")
+    return unquote(path) if "%" in path else path
+
+
+def _log_bug(doing: str, exc: BaseException) -> None:
+    # The exception's message may quote request data: its type and frames only.
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("unexpected %s %s (message withheld)\n%s", type(exc).__name__, doing, frames)
 
 
 class Http11Server:
@@ -506,7 +598,9 @@ class Http11Server:
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, sock: Any) -> None:
-        self._server = await self.loop.create_server(lambda: Connection(self), sock=sock)
+        self._server = await self.loop.create_server(
+            lambda: Connection(self), sock=sock, backlog=BACKLOG
+        )
         self._sweeper = self.loop.create_task(self._sweep())
 
     def stop_accepting(self) -> None:
@@ -515,23 +609,36 @@ class Http11Server:
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
-            if conn.idle:
+            if conn.idle and not conn.closing:
                 conn.close()
 
+    async def drained(self, timeout: float) -> bool:
+        """Wait (up to `timeout` s) until every connection answered what it had and closed."""
+        ends = self.loop.time() + timeout
+        while self.connections and self.loop.time() < ends:
+            await asyncio.sleep(0.01)
+        return not self.connections
+
     async def close(self) -> None:
-        """Close every connection (after the in-flight requests were waited for)."""
+        """Close every connection (after `drained`): what is left is aborted."""
         self.stop_accepting()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for conn in list(self.connections):
-            conn.close()
+            conn.abort()  # a peer that does not read must not hold the shutdown
         if self._server is not None:
-            await self._server.wait_closed()
+            # Python 3.12+ waits here for every connection to be gone.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
     async def _sweep(self) -> None:
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
-            cut = time.monotonic() - self.keepalive_s
+            await asyncio.sleep(min(SWEEP_INTERVAL_S, self.keepalive_s / 2))
+            now = time.monotonic()
+            cut = now - self.keepalive_s
             for conn in list(self.connections):
-                if conn.idle and conn.idle_since < cut:
+                stuck = conn.stuck_since()
+                if stuck is not None and stuck < cut:
+                    conn.abort()  # its unread answers would keep the connection for ever
+                elif conn.idle and conn.idle_since < cut:
                     conn.close()

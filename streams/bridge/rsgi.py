@@ -74,7 +74,9 @@ class BridgeRSGI:
             if reply.headers is None and reply.content_type == "application/json"
             else _headers(reply)
         )
-        protocol.response_bytes(reply.status, headers, reply.body)
+        # HEAD: no body (granian then says content-length 0)
+        body = b"" if scope.method == "HEAD" else reply.body
+        protocol.response_bytes(reply.status, headers, body)
 
 
 async def serve_embedded(settings: Settings) -> None:

@@ -1,8 +1,8 @@
 """The bridge's life cycle, whatever serves its HTTP: build the Bridge from the settings, start
 (topics, schema registration, producer) and stop (drain, flush the producer).
 
-Every HTTP layer (streams.bridge.server's aiohttp server, streams.bridge.asgi's ASGI app) wraps
-one `BridgeService`, so they all start and stop the same way.
+Every HTTP layer (streams.bridge.server's, streams.bridge.asgi's ASGI app, streams.bridge.rsgi)
+wraps one `BridgeService`, so they all start and stop the same way.
 """
 
 from __future__ import annotations

@@ -369,3 +369,23 @@ def test_unknown_http_server_or_loop_is_refused() -> None:
         Settings.from_env({"BRIDGE_HTTP": "tornado"})
     with pytest.raises(ValueError, match="BRIDGE_EVENT_LOOP"):
         Settings.from_env({"BRIDGE_EVENT_LOOP": "trio"})
+
+
+def test_head_and_allow(bridge: Any) -> None:
+    """HEAD on a probe answers as GET without a body; 405s say what is allowed."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", bridge.port, timeout=5)
+    try:
+        conn.request("HEAD", "/healthz")
+        head = conn.getresponse()
+        assert head.status == 200 and head.read() == b""
+        conn.request("GET", "/webhooks/voucherify")
+        got = conn.getresponse()
+        assert got.status == 405 and got.getheader("Allow") == "POST"
+        got.read()
+        conn.request("DELETE", "/healthz")
+        deleted = conn.getresponse()
+        assert deleted.status == 405 and deleted.getheader("Allow") == "GET, HEAD"
+    finally:
+        conn.close()

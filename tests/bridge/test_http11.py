@@ -67,10 +67,8 @@ class UvloopBridgeServer(BridgeServer):
 
 @dataclass
 class Servers:
-    """The Http11Server instances `serve()` made; `keepalive_s` (when set) given to them.
-
-    serve() builds its Http11Server with the default keep-alive (75 s) and offers no way to
-    set another, so the tests put a subclass in its place (streams.bridge.server's global)."""
+    """The Http11Server instances `serve()` made, to look into their connections;
+    `keepalive_s` (when set) given to them (as BRIDGE_KEEPALIVE_S would)."""
 
     made: list[http11.Http11Server] = field(default_factory=list)
     keepalive_s: float | None = None
@@ -573,8 +571,7 @@ def test_refused_body_sent_anyway_is_drained_so_the_413_arrives(
     with Raw(bridge.port) as raw:
         raw.send(
             b"POST /webhooks/voucherify HTTP/1.1\r\nHost: bridge\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-            + body
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
         )
         reply = raw.response()
         assert reply.status == 413 and reply.headers["connection"] == "close"
@@ -1206,3 +1203,70 @@ def test_slow_reader_is_not_buffered_without_bound(
             assert b"bridge_requests_in_flight 0" in reply.body, n
         raw.send(get(b"/healthz"))
         assert raw.response().json() == ALIVE
+
+
+def test_requests_one_at_a_time_without_reading_are_not_buffered_without_bound(
+    bridge: BridgeServer, http11_servers: Servers
+) -> None:
+    """Requests sent one by one (never more than one waiting) by a client that does not read:
+    once its answers fill the buffers, the server stops reading and answering."""
+    request = b"GET /metrics HTTP/1.1\r\nHost:b\r\n\r\n"
+    with Raw(bridge.port) as probe:
+        probe.send(request)
+        first = probe.response()
+        answer = len(first.head) + len(first.body) + 1024  # (the body grows a little)
+    count = 12 * 1024 * 1024 // answer  # far more than the kernel's socket buffers hold
+    with Raw(bridge.port, rcvbuf=4096) as raw:
+        buffered: list[int] = []
+        for _ in range(count):
+            raw.send(request)
+            time.sleep(0.001)
+            for conn in http11_servers.connections():
+                if conn.transport is not None:
+                    buffered.append(conn.transport.get_write_buffer_size())
+        assert max(buffered) < 64 * 1024 + 16 * 1024, max(buffered)
+        for n in range(count):
+            assert raw.response().status == 200, n
+
+
+def test_a_burst_in_one_read_is_parsed_only_up_to_the_pipelining_limit(
+    bridge: BridgeServer, http11_servers: Servers
+) -> None:
+    """500 requests in one write: the parser stops a slice past MAX_PIPELINED waiting (the rest
+    is held, unparsed) and every request is answered, in order."""
+    count = 500
+    with Raw(bridge.port) as raw:
+        hold_loop(bridge)  # the whole burst waits in the socket buffer: one read
+        raw.send(b"".join(get(b"/healthz" if n % 2 else b"/readyz") for n in range(count)))
+        most = 0
+        ends = time.monotonic() + 0.3
+        while time.monotonic() < ends:
+            for conn in http11_servers.connections():
+                most = max(most, len(conn.pending))
+            time.sleep(0.001)
+        per_slice = http11.FEED_SLICE // len(get(b"/healthz")) + 1
+        assert most <= http11.MAX_PIPELINED + per_slice, most
+        for n in range(count):
+            assert raw.response().json() == (ALIVE if n % 2 else READY), n
+
+
+def test_a_peer_that_never_reads_its_answers_is_cut_off(
+    start: Callable[..., BridgeServer],
+    http11_servers: Servers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Answers the peer does not read for keepalive_s: the connection is aborted, not kept."""
+    monkeypatch.setattr(http11, "SWEEP_INTERVAL_S", 0.05)
+    http11_servers.keepalive_s = 0.4
+    bridge = start()
+    with Raw(bridge.port, rcvbuf=4096) as raw:
+        raw.send(b"GET /metrics HTTP/1.1\r\nHost:b\r\n\r\n" * 3000)  # ~20 MB of answers
+        ends = time.monotonic() + 3.0
+        while not http11_servers.connections() and time.monotonic() < ends:
+            time.sleep(0.01)  # (accepted on the bridge's thread)
+        stuck = False
+        while (conns := http11_servers.connections()) and time.monotonic() < ends:
+            stuck = stuck or any(c.stuck_since() is not None for c in conns)
+            time.sleep(0.01)
+        assert stuck, "the answers never filled the buffers"
+        assert http11_servers.connections() == []
