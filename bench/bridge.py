@@ -63,6 +63,16 @@ def loadgen(url: str, bodies: str, conc: int, seconds: float) -> dict[str, Any]:
         raise RuntimeError(f"loadgen failed: {proc.stdout[-2000:]} {proc.stderr[-2000:]}") from None
 
 
+def warm_up_broker(settings: Any, bodies: str, seconds: float) -> None:
+    """A broker just started is slow for a while (its JIT): the first server measured paid
+    for it (its c=1 point, in every run before this). Produce for a while first."""
+    for mode in ("pipelined", "sync"):
+        try:
+            raw_producer(settings, settings.topic("warm-up"), bodies, mode, seconds)
+        except Exception as exc:
+            log(f"broker warm-up ({mode}) failed: {exc}")
+
+
 def measure_server(name: str, proc: Proc, port: int, bodies: str, seconds: float) -> dict:
     url = f"http://127.0.0.1:{port}"
     loadgen(url, bodies, 16, min(3, seconds / 2))  # warm-up
@@ -131,6 +141,7 @@ def run(broker: Broker, quick: bool) -> dict[str, Any]:
     settings = settings_for(broker, "bridge")
     res: dict[str, Any] = {"seconds_per_point": seconds, "bodies": n_bodies}
     with cleanup_topics(settings):
+        warm_up_broker(settings, bodies, min(5, seconds))
         # The bridge on each HTTP layer (bench/processes.py BRIDGE_SERVERS), default
         # settings; `bridge-w2`: the CLI with --workers 2 (BRIDGE_WORKERS);
         # `bridge-aiohttp`: the CLI on aiohttp's server (BRIDGE_HTTP).

@@ -1,7 +1,7 @@
 """The bridge at an earlier git revision against this tree, same broker, same run, alternating
-(`voucherify-streams bridge`, one process, default settings): req/s, latency, CPU per request
-and peak RSS at concurrency 1, 16 and 64 — what a change to the bridge bought, and what it
-costs in memory.
+(`voucherify-streams bridge`, one process, default settings; each first in every other run,
+after a broker warm-up): req/s, latency, CPU per request and peak RSS at concurrency 1, 16 and
+64 — what a change to the bridge bought, and what it costs in memory.
 
     python -m bench.bridge_before_after --rev 93627f1 [--runs 3] [--seconds 20]
 
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bridge import CONCURRENCY, measure_server
+from bench.bridge import CONCURRENCY, measure_server, warm_up_broker
 from bench.broker import Broker, cleanup_topics, settings_for
 from bench.datasets import write_bodies
 from bench.paths import CACHE, PY, RESULTS, ROOT
@@ -64,10 +64,12 @@ def main() -> int:
         for i in range(args.runs):
             settings = settings_for(broker, f"ba{i}")
             with cleanup_topics(settings):
-                run = {
-                    "before": _serve(settings, old, "before", str(bodies), args.seconds),
-                    "after": _serve(settings, ROOT, "after", str(bodies), args.seconds),
-                }
+                if i == 0:
+                    warm_up_broker(settings, str(bodies), 5)
+                # Each goes first in every other run.
+                order = [("before", old), ("after", ROOT)][:: 1 if i % 2 == 0 else -1]
+                run = {who: _serve(settings, tree, who, str(bodies), args.seconds)
+                       for who, tree in order}  # fmt: skip
             runs.append(run)
             print(json.dumps(run), flush=True)
     finally:
