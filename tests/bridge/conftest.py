@@ -16,10 +16,18 @@ from streams.settings import Settings
 
 
 class BridgeServer(Client):
-    """The bridge app served by `serve()` on its own event loop in a thread."""
+    """The bridge app served by `serve()` on its own event loop in a thread (asyncio's, or the
+    one `loop_factory` makes)."""
 
-    def __init__(self, settings: Settings, **app_kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+        **app_kwargs: Any,
+    ) -> None:
         self.settings = settings
+        self._loop_factory = loop_factory
         self._app_kwargs = app_kwargs
         self.port = 0
         self.error: BaseException | None = None
@@ -37,7 +45,8 @@ class BridgeServer(Client):
             await serve(self.app, "127.0.0.1", 0, stop=self._stop, on_started=self._on_started)
 
         try:
-            asyncio.run(main())
+            with asyncio.Runner(loop_factory=self._loop_factory) as runner:
+                runner.run(main())
         except BaseException as exc:
             self.error = exc
         finally:

@@ -24,7 +24,7 @@ import uvloop
 
 import streams.bridge.http11 as http11
 import streams.bridge.server as server_module
-from streams.bridge.server import BRIDGE_KEY, create_app, serve
+from streams.bridge.server import BRIDGE_KEY
 from streams.bridge.signature import sign
 from streams.settings import Settings
 from tests.bridge import test_handlers
@@ -44,25 +44,6 @@ LOOPS = ("asyncio", "uvloop")
 
 
 # --- a bridge on either event loop ------------------------------------------------------------
-
-
-class UvloopBridgeServer(BridgeServer):
-    """conftest's BridgeServer, its `serve()` run by asyncio.Runner on uvloop's event loop."""
-
-    def _main(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            self.app = create_app(self.settings, **self._app_kwargs)
-            await serve(self.app, "127.0.0.1", 0, stop=self._stop, on_started=self._on_started)
-
-        try:
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(main())
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self._started.set()
 
 
 @dataclass
@@ -116,7 +97,7 @@ def start(
         assert settings.http_server == "httptools"
         if loop == "asyncio":
             return start_bridge(settings, producer=fake)
-        server = UvloopBridgeServer(settings, producer=fake)
+        server = BridgeServer(settings, loop_factory=uvloop.new_event_loop, producer=fake)
         on_uvloop.append(server)
         return server.start()
 
