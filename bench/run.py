@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -108,6 +109,24 @@ def medians(runs: list[Any]) -> Any:
     return first
 
 
+def ensure_wrk() -> None:
+    """The bridge's load generator: Debian's wrk, installed when missing and running as root
+    (the aiohttp fallback in bench/loadgen.py costs more CPU on the shared cores, so its figures
+    are not comparable with wrk's)."""
+    if shutil.which("wrk"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log("installing wrk with apt-get (the bridge's load generator)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False, capture_output=True
+        )
+    if not shutil.which("wrk"):
+        log("wrk not found (Debian: apt-get install wrk): the aiohttp load generator is used, "
+            "whose figures are not comparable with wrk's")  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="voucherify-streams benchmarks")
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
@@ -141,6 +160,9 @@ def main() -> int:
     unknown = set(only) - set(PARTS)
     if unknown:
         ap.error(f"unknown parts: {', '.join(sorted(unknown))} (known: {', '.join(PARTS)})")
+
+    if {"bridge", "e2e"} & set(only):
+        ensure_wrk()
 
     def on_term(*_: object) -> None:
         raise KeyboardInterrupt
