@@ -7,6 +7,8 @@
   3. `classify(body)`: invalid UTF-8 / malformed JSON -> 400, not an envelope or a
      customer.deleted failing validation -> 422; both after a DeadLetter record was acked.
   4. customer.deleted -> PII policy -> Avro -> produce, keyed by customer id; 200 after the ack.
+     The usual well-formed payload skips 3's datum: its JSON goes straight to the Avro record
+     (streams.models.serializers.from_webhook); any other takes 3 and 4 step by step.
   5. Another event type -> 200 (published to the raw topic first when one is configured).
 Anything that prevents the broker's acknowledgement -> 503 with Retry-After, never a 2xx.
 
@@ -35,7 +37,7 @@ from streams.bridge.signature import SignatureVerifier
 from streams.kafka.producer import AsyncProducer, Headers, ProducerError
 from streams.models.customer_deleted import EVENT_TYPE, parse_webhook
 from streams.models.errors import ValidationError
-from streams.records import CustomerDeletedRecords
+from streams.records import CustomerDeletedRecords, Record
 from streams.settings import Settings
 
 log = logging.getLogger("streams.bridge")
@@ -187,10 +189,10 @@ class OtherEvent:
 Classified = Rejected | CustomerDeleted | OtherEvent
 
 
-def classify(body: bytes) -> Classified:
-    """What a (signed) body is: a valid customer.deleted, another event, or why it is rejected."""
+def decode(body: bytes) -> Any:
+    """The JSON value of a (signed) body, or the Rejected (400) saying why it is not JSON."""
     try:
-        payload = loads(body)
+        return loads(body)
     except UnicodeDecodeError as exc:
         return Rejected(400, "invalid_utf8", f"body is not valid UTF-8 (byte {exc.start})")
     except json.JSONDecodeError as exc:
@@ -201,6 +203,16 @@ def classify(body: bytes) -> Classified:
         )
     except RecursionError:
         return Rejected(400, "malformed_json", "malformed JSON: nested too deeply")
+
+
+def classify(body: bytes) -> Classified:
+    """What a (signed) body is: a valid customer.deleted, another event, or why it is rejected."""
+    payload = decode(body)
+    return payload if type(payload) is Rejected else classify_payload(payload)
+
+
+def classify_payload(payload: Any) -> Classified:
+    """`classify` of a body's JSON value."""
     if not isinstance(payload, dict):
         return Rejected(422, "invalid_payload", "$: expected a JSON object (webhook envelope)")
     event_type = payload.get("type")
@@ -398,7 +410,15 @@ class Bridge:
                 "(BRIDGE_INSECURE_NO_SIGNATURE); never run like this in production"
             )
 
-        found = classify(body)
+        payload = decode(body)
+        if type(payload) is dict and payload.get("type") == EVENT_TYPE and self.schemas_ready:
+            # The usual payload goes straight to its record; any other takes classify's path,
+            # which words what is wrong.
+            record = self.records.from_payload(payload)
+            if record is not None:
+                self.metrics.count_event_type(EVENT_TYPE)
+                return await self._publish_customer_deleted(record)
+        found = payload if type(payload) is Rejected else classify_payload(payload)
         if type(found) is CustomerDeleted:
             return await self._customer_deleted(found, body, request)
         if type(found) is OtherEvent:
@@ -413,10 +433,14 @@ class Bridge:
         if not self.schemas_ready:
             return "unavailable", self._no_schemas()
         try:
-            key, value, headers = self.records.build(found.datum)
+            record = self.records.build(found.datum)
         except ValidationError as exc:  # parse_webhook should make this impossible
             log.error("a validated customer.deleted did not encode: %s", exc)
             return await self._reject(Rejected(422, exc.code, str(exc)), body, request)
+        return await self._publish_customer_deleted(record)
+
+    async def _publish_customer_deleted(self, record: Record) -> tuple[str, Reply]:
+        key, value, headers = record
         failure = await self._publish(
             "customer_deleted", self.customer_deleted_topic, value, key, headers
         )

@@ -106,7 +106,7 @@ _OVERRIDES = {
     "data.customer.system_metadata": _leaf("json_text", _json_text),
     "data.customer.referrals.campaigns": _legacy_referrals,
 }
-_CONTRACT = build(
+CONTRACT = build(
     parsed_schema(load_schema_file(SCHEMA_DIR / "CustomerDeleted.avsc")),
     webhook=True,
     overrides=_OVERRIDES,
@@ -117,22 +117,22 @@ _CONTRACT = build(
 # From the same nodes one straight-line function is generated for the usual well-formed
 # payload: nested records inline, ASCII strings and in-range integers taken as they are, each
 # record built as one dict display. A value it does not take as is goes through the node's own
-# converter; a Bad or _Decline sends parse_webhook back to the converters from the start, so a
+# converter; a Bad or Decline sends parse_webhook back to the converters from the start, so a
 # bad payload gets exactly their error (and the fast path can only ever be stricter).
 
 
-class _Decline(Exception):
+class Decline(Exception):
     """Internal: the fast path does not take this payload (the converters will say why)."""
 
 
-class _FastGen(Source):
+class FastParseGen(Source):
     def __init__(self) -> None:
         super().__init__(
             {
                 "_UTC": UTC,
                 "_fromisoformat": datetime.fromisoformat,
                 "_EVENT_TYPE": EVENT_TYPE,
-                "_Decline": _Decline,
+                "Decline": Decline,
             }
         )
         self._names: dict[int, str] = {}
@@ -154,7 +154,7 @@ class _FastGen(Source):
             if field.required or field.default not in (None, NO_DEFAULT):
                 # A missing or null value: the converters say what it becomes or what is wrong.
                 self.emit(d, f"if {x} is None:")
-                self.emit(d + 1, "raise _Decline")
+                self.emit(d + 1, "raise Decline")
                 self.value(field.node, x, d)
             else:
                 self.emit(d, f"if {x} is not None:")
@@ -182,7 +182,7 @@ class _FastGen(Source):
             self.emit(d + 1, "try:")
             self.emit(d + 2, f"{dt} = _fromisoformat({x})")
             self.emit(d + 1, "except ValueError:")
-            self.emit(d + 2, "raise _Decline from None")
+            self.emit(d + 2, "raise Decline from None")
             self.emit(
                 d + 1,
                 f"{x} = {dt} if {dt}.tzinfo is _UTC and not {dt}.microsecond % 1000 else {slow}",
@@ -218,15 +218,15 @@ class _FastGen(Source):
 
 
 def _generate_fast(node: Node) -> tuple[str, Callable[[Any], dict[str, Any]]]:
-    gen = _FastGen()
+    gen = FastParseGen()
     gen.emit(0, "def parse(p):")
     gen.emit(1, "if type(p) is not dict:")
-    gen.emit(2, "raise _Decline")
+    gen.emit(2, "raise Decline")
     gen.emit(1, f"return {gen.record(node, 'p', 1)}")
     return gen.text, gen.build("parse", "customer.deleted fast path")
 
 
-_FAST_SOURCE, _fast_envelope = _generate_fast(_CONTRACT)
+_FAST_SOURCE, _fast_envelope = _generate_fast(CONTRACT)
 
 
 def parse_webhook(payload: object) -> dict[str, Any]:
@@ -236,7 +236,7 @@ def parse_webhook(payload: object) -> dict[str, Any]:
     """
     try:
         return _fast_envelope(payload)
-    except (_Decline, Bad):
+    except (Decline, Bad):
         pass  # not the usual payload: the converters decide, and word any error
     return _parse_slowly(payload)
 
@@ -244,7 +244,7 @@ def parse_webhook(payload: object) -> dict[str, Any]:
 def _parse_slowly(payload: object) -> dict[str, Any]:
     """parse_webhook by the converters alone (the reference for the fast path)."""
     try:
-        datum: dict[str, Any] = _CONTRACT.convert(payload)
+        datum: dict[str, Any] = CONTRACT.convert(payload)
     except Bad as bad:
         raise error(bad) from None
     return datum

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -235,3 +236,64 @@ def from_schema(schema: Any, named: dict[str, Any] | None = None) -> st.SearchSt
     if kind == "map":
         return st.dictionaries(TEXT, from_schema(schema["values"], named), max_size=2)
     return from_schema(kind, named)
+
+
+# -- webhooks with odd values in odd places (for the fast paths against the converters) ------
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+ODD_VALUES = (
+    JSON_VALUES
+    | st.sampled_from(
+        [
+            "",
+            "\ud800",
+            "ü",
+            2.0,
+            2.5,
+            2**63,
+            -(2**63) - 1,
+            True,
+            [],
+            {},
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00.000123Z",
+            "2024-01-01T01:00:00+01:00",
+            "not a date",
+            "customer.deleted",
+        ]
+    )
+    | LONGS
+)
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> Any:
+    """A generated webhook, as JSON parses it, with 1-3 values replaced or keys removed."""
+    payload = json.loads(json.dumps(draw(WEBHOOKS)[0]))
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_paths(payload)))
+        replacement = draw(ODD_VALUES)
+        if not path:
+            return replacement
+        parent = payload
+        for step in path[:-1]:
+            parent = parent[step]
+        if draw(st.booleans()) and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = replacement
+    return payload
+
+
+MUTATED_WEBHOOKS = _mutated()

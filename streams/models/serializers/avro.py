@@ -212,15 +212,23 @@ class AvroCodec:
             raise self._unknown(schema_name)
         header, write = writer
         if self._use_registry:
-            header = self._sr_headers.get((schema_name, topic)) or self._sr_header(
-                schema_name, topic
-            )
+            header = self.header(schema_name, topic=topic)
         buf = bytearray(header)
         try:
             write(buf, datum)
         except Exception as exc:
             raise _explain(self.current[schema_name].parsed, datum, exc) from None
         return bytes(buf)
+
+    def header(self, schema_name: str, *, topic: str | None = None) -> bytes:
+        """The framing `encode` puts before a body of the current `schema_name` (registering
+        the schema on first use with a Schema Registry)."""
+        if self._use_registry:
+            return self._sr_headers.get((schema_name, topic)) or self._sr_header(schema_name, topic)
+        writer = self._soe_writers.get(schema_name)
+        if writer is None:
+            raise self._unknown(schema_name)
+        return writer[0]
 
     def _sr_header(self, schema_name: str, topic: str | None) -> bytes:
         if not topic:

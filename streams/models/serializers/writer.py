@@ -25,7 +25,7 @@ from typing import Any
 from streams.models.contract import named_types
 from streams.models.serializers.codegen import PRIMITIVE, Source, Unsupported
 
-__all__ = ["Mismatch", "Unsupported", "Writer", "compile_writer", "source_of"]
+__all__ = ["Mismatch", "Unsupported", "Writer", "WriterGen", "compile_writer", "source_of"]
 
 Writer = Callable[[bytearray, Any], None]
 
@@ -158,9 +158,9 @@ def _label(schema: Any) -> str:
     return "schema"
 
 
-def _generate(schema: Any) -> _Gen:
+def _generate(schema: Any) -> WriterGen:
     named = named_types(schema)
-    gen = _Gen(named)
+    gen = WriterGen(named)
     body = gen.function("write", schema)
     while gen.pending:
         name = gen.pending.pop()
@@ -169,7 +169,7 @@ def _generate(schema: Any) -> _Gen:
     return gen
 
 
-class _Gen(Source):
+class WriterGen(Source):
     def __init__(self, named: dict[str, Any]) -> None:
         super().__init__(
             {
