@@ -136,7 +136,7 @@ def test_declines_what_the_contract_rejects(codec: AvroCodec, payload: Any) -> N
         {"created_at": "2024-01-01T01:00:00+01:00"},  # to UTC
         {"loyalty": {"points": 2.0}},  # an integral number
         {"loyalty": {"campaigns": []}},  # PHP's empty object
-        {"referrals": {"campaigns": ["camp_legacy"]}},  # the legacy shape
+        {"referrals": {"campaigns": [{"campaign_id": "camp_1", "date": None}]}},
         {"metadata": {"b": 1, "a": [None]}},
         {"source_id": "źdźbło-" + "x" * 80, "loyalty": {"points": 2**40}},
     ],
@@ -145,6 +145,16 @@ def test_converts_what_the_contract_converts(codec: AvroCodec, customer: dict[st
     payload = {"type": "customer.deleted", "data": {"customer": {"id": "c", **customer}}}
     for policy in POLICIES:
         assert _agree(CustomerDeletedRecords(POLICIES[policy], codec), payload)
+
+
+def test_legacy_referral_ids_take_the_converters(codec: AvroCodec) -> None:
+    customer = {"id": "c", "referrals": {"campaigns": [{"campaign_id": "a"}, "camp_legacy"]}}
+    payload = {"type": "customer.deleted", "data": {"customer": customer}}
+    records = CustomerDeletedRecords(POLICIES["redact"], codec)
+    assert records.from_payload(payload) is None
+    assert not _agree(records, payload)
+    datum = parse_webhook(payload)
+    assert datum["data"]["customer"]["referrals"]["campaigns"][1]["campaign_id"] == "camp_legacy"
 
 
 def test_refuses_a_schema_the_contract_does_not_line_up_with(codec: AvroCodec) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.models.contract import NO_DEFAULT, Bad, Node, named_types
+from streams.models.contract import NO_DEFAULT, Bad, Field, Node, named_types, string
 from streams.models.customer_deleted import CONTRACT, EVENT_TYPE, Decline, FastParseGen
 from streams.models.pii import ADDRESS_FIELDS, CUSTOMER_FIELDS, PiiPolicy
 from streams.models.serializers.codegen import Unsupported
@@ -127,6 +127,9 @@ class _Fused(FastParseGen):
                 self.emit(d, "else:")
                 self.emit(d + 1, "raise Decline")
                 continue
+            if field.node.kind in ("map", "array") and self.items_record(field.node, branch):
+                self.collection(field, avro_field["type"], declines_null, x, d, where)
+                continue
             usual = self.usual(field.node.kind, branch, nullable, x, where)
             if usual is not None:
                 test, write = usual
@@ -147,6 +150,48 @@ class _Fused(FastParseGen):
                 self.convert_and_write(field.node, avro_field["type"], x, d, where, converted=True)
             if where in _CAPTURED:
                 self.emit(d, f"{_CAPTURED[where]} = {x}")
+
+    def items_record(self, node: Node, branch: Any) -> bool:
+        """Whether `node` is a map or array of records, written inline."""
+        items = node.items
+        schema = self.writer.resolve(branch)
+        if items is None or items.kind != "record" or not isinstance(schema, dict):
+            return False
+        inner = schema.get("values" if node.kind == "map" else "items")
+        return isinstance(self.writer.resolve(inner), dict)
+
+    def collection(
+        self, field: Field, avro_type: Any, declines_null: bool, x: str, d: int, where: str
+    ) -> None:
+        """A map or array of records: each item's fields read and written inline. Anything
+        but an object for an item (legacy referral ids too) declines; an odd container (PHP's
+        [] for an empty object) takes the general case."""
+        branch, nullable = _split(avro_type)
+        node, schema = field.node, self.writer.resolve(branch)
+        is_map = node.kind == "map"
+        assert node.items is not None
+        item_schema = self.writer.resolve(schema["values" if is_map else "items"])
+        self.emit(d, f"if type({x}) is {'dict' if is_map else 'list'}:")
+        if nullable:
+            self.emit(d + 1, 'buf += b"\\x02"')
+        self.emit(d + 1, f"if {x}:")
+        self.writer.length(f"len({x})", d + 2)
+        key, item = self.var("k"), self.var("i")
+        if is_map:
+            self.emit(d + 2, f"for {key}, {item} in {x}.items():")
+            self.emit(d + 3, f"if type({key}) is not str or not {key}.isascii():")
+            self.emit(d + 4, f"{key} = {self.name_of(string)}({key})")
+            self.writer.string(key, d + 3, "_SMALL")
+        else:
+            self.emit(d + 2, f"for {item} in {x}:")
+        self.emit(d + 3, f"if type({item}) is not dict:")
+        self.emit(d + 4, "raise Decline")
+        self.fields(node.items, item_schema, item, d + 3, f"{where}[]")
+        self.emit(d + 1, 'buf += b"\\x00"')
+        self.emit(d, f"elif {x} is None:")
+        self.emit(d + 1, "raise Decline" if declines_null else 'buf += b"\\x00"')
+        self.emit(d, "else:")
+        self.convert_and_write(node, avro_type, x, d + 1, where)
 
     def convert_and_write(
         self, node: Node, avro_type: Any, x: str, d: int, where: str, converted: bool = False
