@@ -1,4 +1,5 @@
-"""Personal data of a deleted customer, applied to the parsed datum before it is encoded.
+"""Personal data of a deleted customer, applied to the parsed datum before it is encoded
+(streams.models.serializers.from_webhook applies the same policy inline, field by field).
 
 `redact` (default) sets the personal fields to None, `hash` replaces each with the hex
 HMAC-SHA256 of its text keyed with PII_HASH_KEY (joinable, not reversible), `keep` leaves them.

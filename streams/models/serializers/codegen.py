@@ -2,7 +2,8 @@
 
 Three fast paths are generated from the schemas: `writer.py` (datum -> Avro bytes),
 `projection.py` (Avro bytes -> only the fields a consumer reads) and `customer_deleted.py`
-(webhook JSON -> datum). Each walks the schema its own way; they share this scaffolding:
+(webhook JSON -> datum); `from_webhook.py` fuses the last and the first (webhook JSON -> Avro
+bytes). Each walks the schema its own way; they share this scaffolding:
 fresh variable names, constants placed in the function's namespace, indented lines, and
 compilation under a filename that tracebacks and profilers can show.
 """

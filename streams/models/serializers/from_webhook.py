@@ -21,7 +21,7 @@ from streams.models.contract import NO_DEFAULT, Bad, Field, Node, named_types, s
 from streams.models.customer_deleted import CONTRACT, EVENT_TYPE, Decline, FastParseGen
 from streams.models.pii import ADDRESS_FIELDS, CUSTOMER_FIELDS, PiiPolicy
 from streams.models.serializers.codegen import Unsupported
-from streams.models.serializers.writer import Mismatch, WriterGen, _varint
+from streams.models.serializers.writer import Mismatch, WriterGen, varint
 
 __all__ = ["DECLINED", "WebhookEncoder", "compile_encoder", "source_of"]
 
@@ -233,7 +233,7 @@ class _Fused(FastParseGen):
             return f"type({x}) is int and 0 <= {x} < 64", [f"buf += {small}[{x}]"]
         if kind == "event_type" and plain == "string":
             data = EVENT_TYPE.encode()
-            piece = (b"\x02" if nullable else b"") + _varint(len(data)) + data
+            piece = (b"\x02" if nullable else b"") + varint(len(data)) + data
             return f"{x} == _EVENT_TYPE", [f"buf += {self.const(piece)}", f"{x} = _EVENT_TYPE"]
         if (
             kind == "timestamp"

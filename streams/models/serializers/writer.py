@@ -25,7 +25,15 @@ from typing import Any
 from streams.models.contract import named_types
 from streams.models.serializers.codegen import PRIMITIVE, Source, Unsupported
 
-__all__ = ["Mismatch", "Unsupported", "Writer", "WriterGen", "compile_writer", "source_of"]
+__all__ = [
+    "Mismatch",
+    "Unsupported",
+    "Writer",
+    "WriterGen",
+    "compile_writer",
+    "source_of",
+    "varint",
+]
 
 Writer = Callable[[bytearray, Any], None]
 
@@ -392,13 +400,13 @@ class WriterGen(Source):
         if null_index < 0:
             self.emit(d + 1, "raise _Mismatch")
         else:
-            self.emit(d + 1, f"buf += {self.const(_varint(null_index))}")
+            self.emit(d + 1, f"buf += {self.const(varint(null_index))}")
         for types, index, branch in table:
             check = f"isinstance({x}, {self.const(types)})"
             if bool not in types and int in types:
                 check += f" and type({x}) is not bool"
             self.emit(d, f"elif {check}:")
-            self.emit(d + 1, f"buf += {self.const(_varint(index))}")
+            self.emit(d + 1, f"buf += {self.const(varint(index))}")
             self.value(branch, x, d + 1)
         self.emit(d, "else:")
         self.emit(d + 1, "raise _Mismatch")
@@ -435,7 +443,8 @@ def _is_plain(schema: Any, kind: str) -> bool:
     return isinstance(schema, dict) and schema.get("type") == kind and "logicalType" not in schema
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """The zig-zag varint of `n`: a long, a count or a union index as Avro writes it."""
     buf = bytearray()
     _write_long(buf, n)
     return bytes(buf)
