@@ -75,7 +75,10 @@ def warm_up_broker(settings: Any, bodies: str, seconds: float) -> None:
 
 def measure_server(name: str, proc: Proc, port: int, bodies: str, seconds: float) -> dict:
     url = f"http://127.0.0.1:{port}"
-    loadgen(url, bodies, 16, min(3, seconds / 2))  # warm-up
+    # Warm-up at the highest concurrency: the first server of a run measured its c=64 point
+    # against a broker that had not yet seen that load (it lost 20-30% in run 1 of each
+    # bench on 2026-12-06).
+    loadgen(url, bodies, max(CONCURRENCY), min(3, seconds / 2))
     out: dict[str, Any] = {}
     for c in CONCURRENCY:
         # The whole process tree: a supervisor's workers, granian's worker process.
