@@ -54,12 +54,14 @@ class CustomerDeletedRecords:
         encode = self._encode
         if encode is None:
             return None
-        buf = bytearray(self.codec.header("CustomerDeleted", topic=self.topic))
+        buf = bytearray()
         try:
             customer_id, sendout_id, event_id = encode(payload, buf)
         except DECLINED:
             return None
-        return customer_id, bytes(buf), self._headers(sendout_id, event_id)
+        # The framing only now: with a Schema Registry its first use registers the schema.
+        value = self.codec.header("CustomerDeleted", topic=self.topic) + buf
+        return customer_id, value, self._headers(sendout_id, event_id)
 
     def _headers(self, sendout_id: str | None, event_id: str | None) -> Headers:
         headers: Headers = [("event_type", EVENT_TYPE), ("schema_fingerprint", self.fingerprint)]

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from streams.bridge.server import ConfigError, create_app
+from streams.bridge.server import BRIDGE_KEY, ConfigError, create_app
 from streams.bridge.signature import sign
 from streams.kafka.producer import DeliveryFailed, ProducerUnavailable
+from streams.models.customer_deleted import parse_webhook
 from streams.models.serializers.avro import get_codec
+from streams.records import CustomerDeletedRecords
 from streams.settings import Settings
 
 SECRET = "test-webhook-secret"
@@ -96,6 +99,35 @@ def test_signed_example_is_published_redacted(
     customer = datum["data"]["customer"]
     assert customer["name"] is None and customer["email"] is None
     assert customer["address"]["line_1"] is None and customer["address"]["city"] == "Nottingham"
+
+
+def test_published_as_the_contract_makes_the_record(
+    bridge: Any, fake: FakeProducer, base: Settings, example: dict[str, Any]
+) -> None:
+    """The usual payload (straight from its JSON to Avro) and one that takes the steps (a
+    legacy referral id: parse_webhook, the policy, the codec) are published alike."""
+    legacy = copy.deepcopy(example)
+    legacy["data"]["customer"]["referrals"] = {"total": 1, "campaigns": ["camp_legacy"]}
+    records = CustomerDeletedRecords(base)
+    assert records.from_payload(example) is not None and records.from_payload(legacy) is None
+    for payload in (example, legacy):
+        reply = bridge.post(json.dumps(payload).encode())
+        assert reply.status == 200, reply.body
+        key, value, headers = records.build(parse_webhook(copy.deepcopy(payload)))
+        assert fake.records[-1] == ("unit.voucherify.customer.deleted", value, key, headers)
+    assert bridge.app[BRIDGE_KEY].metrics.event_types["customer.deleted"] == 2
+
+
+def test_schemas_not_registered_is_503(
+    bridge: Any, fake: FakeProducer, example_body: bytes
+) -> None:
+    handlers = bridge.app[BRIDGE_KEY]
+    handlers.schemas_ready = False  # SCHEMA_REGISTRY_URL set, the registry not reached yet
+    reply = bridge.post(example_body)
+    assert reply.status == 503 and reply.headers["retry-after"] == "7"
+    assert reply.json()["error"] == "unavailable"
+    assert fake.records == []
+    assert handlers.metrics.event_types["customer.deleted"] == 1
 
 
 def test_pretty_printed_body_signed_compact(

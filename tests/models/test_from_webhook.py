@@ -120,6 +120,9 @@ def test_schema_registry_framing(mock_registry: Any, example_payload: dict[str, 
         {"data": {"customer": {"id": "c", "name": "\ud800"}}},
         {"data": {"customer": {"id": "c", "created_at": "yesterday"}}},
         {"data": {"customer": {"id": "c", "loyalty": {"points": 2.5}}}},
+        {"data": {"customer": {"id": "c", "loyalty": {"campaigns": {"\ud800": {}}}}}},
+        {"data": {"customer": {"id": "c", "metadata": {"\ud800": 1}}}},
+        {"data": {"customer": {"id": "c", "created_at": "0001-01-01T00:00:00+01:00"}}},
         {"type": "customer.created", "data": {"customer": {"id": "c"}}},
     ],
 )
@@ -138,6 +141,8 @@ def test_declines_what_the_contract_rejects(codec: AvroCodec, payload: Any) -> N
         {"loyalty": {"campaigns": []}},  # PHP's empty object
         {"referrals": {"campaigns": [{"campaign_id": "camp_1", "date": None}]}},
         {"metadata": {"b": 1, "a": [None]}},
+        {"loyalty": {"campaigns": {"Été 2024": {"points": 3}, "": {"points": 1}}}},
+        {"created_at": "2024-01-01T00:00:00+00:00", "updated_at": "1969-12-31T23:59:59.9995Z"},
         {"source_id": "źdźbło-" + "x" * 80, "loyalty": {"points": 2**40}},
     ],
 )
@@ -157,11 +162,32 @@ def test_legacy_referral_ids_take_the_converters(codec: AvroCodec) -> None:
     assert datum["data"]["customer"]["referrals"]["campaigns"][1]["campaign_id"] == "camp_legacy"
 
 
-def test_refuses_a_schema_the_contract_does_not_line_up_with(codec: AvroCodec) -> None:
+def _reshaped(codec: AvroCodec, change: Any) -> dict[str, Any]:
     schema = copy.deepcopy(codec.schema("CustomerDeleted"))
-    schema["fields"] = schema["fields"][1:]
+    change(schema)
+    return schema
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s.update(fields=s["fields"][1:]),  # a field fewer
+        lambda s: s["fields"][4].update(type="string"),  # data: a string, not a record
+        lambda s: s["fields"][4].update(type=["null", "string", "long"]),  # a wider union
+    ],
+)
+def test_refuses_a_schema_the_contract_does_not_line_up_with(codec: AvroCodec, change: Any) -> None:
+    schema = _reshaped(codec, change)
     with pytest.raises(Unsupported):
         compile_encoder(schema, PiiPolicy())
+
+
+def test_without_an_encoder_records_are_built_in_steps(
+    codec: AvroCodec, example_payload: dict[str, Any]
+) -> None:
+    records = CustomerDeletedRecords(POLICIES["redact"], codec)
+    records._encode = None  # what a codec whose schema does not line up leaves
+    assert records.from_payload(example_payload) is None
 
 
 def test_generated_source_is_one_straight_function(codec: AvroCodec) -> None:

@@ -43,7 +43,10 @@ _CAPTURED = {"data.customer.id": "cid", "id": "sid", "event.id": "eid"}
 def compile_encoder(schema: dict[str, Any], pii: PiiPolicy) -> WebhookEncoder:
     """The encoder writing `schema` (the codec's parsed CustomerDeleted) under `pii`; raises
     Unsupported when the schema and the contract do not line up field by field."""
-    gen = _Fused(schema, pii)
+    try:
+        gen = _Fused(schema, pii)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a shape it cannot walk
+        raise Unsupported(f"the schema does not line up with the contract ({exc!r})") from None
     encode: WebhookEncoder = gen.build("encode", "customer.deleted JSON -> Avro")
     return encode
 
@@ -100,7 +103,7 @@ class _Fused(FastParseGen):
 
     def fields(self, node: Node, schema: dict[str, Any], src: str, d: int, path: str) -> None:
         """Code reading, converting and writing each field of the JSON object in `src`."""
-        if node.kind != "record" or schema.get("type") != "record":
+        if node.kind != "record" or not isinstance(schema, dict) or schema["type"] != "record":
             raise Unsupported(f"{path or 'the top'}: not a record on both sides")
         avro_fields = schema["fields"]
         if [f.name for f in node.fields] != [f["name"] for f in avro_fields]:
