@@ -19,7 +19,9 @@ Record = tuple[str, bytes, Headers]
 
 
 class CustomerDeletedRecords:
-    """Validated datum -> (key, value, headers): personal-data policy, Avro, provenance headers."""
+    """A deletion's Kafka record (key, value, headers): the personal-data policy, Avro and the
+    provenance headers, from a validated datum (`build`) or straight from the webhook's JSON
+    (`from_payload`, one generated pass)."""
 
     def __init__(self, settings: Settings, codec: Any = None) -> None:
         if codec is None:
