@@ -21,6 +21,7 @@ from streams.models.serializers.registry import (
     COMPATIBILITY,
     IncompatibleSchema,
     RegistryUnavailable,
+    SchemaRegistrationError,
     SchemaRegistry,
     UnknownSchemaId,
     new_client,
@@ -198,3 +199,94 @@ def test_incompatible_change_is_refused(schema_registry: str, unique: str) -> No
     with pytest.raises(IncompatibleSchema, match=subject) as refused:
         sr.register(subject, broken)
     assert refused.value.subject == subject
+
+
+class Racing:
+    """A registry client that loses the race for a subject's level and version `losses`
+    times: another process sets the level (or registers the schema) between this one's read
+    and write, and the registry answers 409 as Apicurio does."""
+
+    def __init__(self, client: Any, losses: int = 1, level_after: str = COMPATIBILITY) -> None:
+        self.client = client
+        self.losses = {"set_config": losses, "register_schema": losses}
+        self.level_after = level_after
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def _lose(self, name: str, subject: str, win: Any) -> None:
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        if self.losses[name] > 0:
+            self.losses[name] -= 1
+            win()  # the other process's write lands first
+            raise SchemaRegistryError(409, 409, "A rule named 'COMPATIBILITY' already exists.")
+
+    def set_config(self, subject: str, config: Any) -> Any:
+        from confluent_kafka.schema_registry import ConfigCompatibilityLevel, ServerConfig
+
+        level = ServerConfig(compatibility=ConfigCompatibilityLevel(self.level_after))
+        self._lose("set_config", subject, lambda: self.client.set_config(subject, level))
+        return self.client.set_config(subject, config)
+
+    def register_schema(self, subject: str, schema: Any) -> int:
+        self._lose("register_schema", subject, lambda: self.client.register_schema(subject, schema))
+        return int(self.client.register_schema(subject, schema))
+
+
+def test_a_level_set_by_another_process_meanwhile_is_success(mock_registry: Any) -> None:
+    racing = Racing(mock_registry)
+    codec = AvroCodec(registry_client=racing)
+    framing = codec.register("DeadLetter", "race")
+    assert racing.losses == {"set_config": 0, "register_schema": 0}  # both races were lost
+    assert framing[0] == 0
+    assert SchemaRegistry(mock_registry).ensure_compatibility("race-value") == COMPATIBILITY
+
+
+def test_a_level_that_stays_too_weak_is_not_blamed_on_the_schema(mock_registry: Any) -> None:
+    racing = Racing(mock_registry, losses=100, level_after="BACKWARD")
+    level = "compatibility level of subject s-value"
+    with pytest.raises(SchemaRegistrationError, match=level) as refused:
+        SchemaRegistry(racing).ensure_compatibility("s-value")
+    assert not isinstance(refused.value, IncompatibleSchema)
+    assert "incompatible" not in str(refused.value)
+
+
+def _register_all_at_once(url: str, prefix: str, go: Any, out: Any) -> None:
+    """One process of the start-up race: every schema the bridge and the worker register at
+    start, on many fresh topics in the same order as the other processes (one race each)."""
+    from streams.models.serializers.registry import TOPIC_SETTING
+
+    codec = AvroCodec(url)
+    go.wait()
+    try:
+        for round_ in range(RACE_ROUNDS):
+            for name in TOPIC_SETTING:
+                codec.register(name, f"{prefix}{round_}.{name}")
+        out.put("ok")
+    except Exception as exc:
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+RACE_ROUNDS = 6
+
+
+@pytest.mark.registry
+def test_processes_starting_together_on_fresh_subjects(schema_registry: str, unique: str) -> None:
+    """Processes register every schema at the same moment on fresh subjects (a worker and a
+    bridge started together, many times over): each succeeds, none is told its schema is
+    incompatible."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    go, out = ctx.Barrier(4), ctx.Queue()
+    procs = [
+        ctx.Process(target=_register_all_at_once, args=(schema_registry, f"t{unique}.", go, out))
+        for _ in range(4)
+    ]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    assert results == ["ok"] * 4

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,6 +56,10 @@ COMPATIBILITY = "BACKWARD_TRANSITIVE"
 _AT_LEAST = {"BACKWARD_TRANSITIVE", "FULL_TRANSITIVE"}
 #: Levels raised to the strictest of theirs and ours.
 _RAISE = {"FORWARD": "FULL_TRANSITIVE", "FORWARD_TRANSITIVE": "FULL_TRANSITIVE"}
+
+#: Reads and writes of a subject's compatibility level before giving up (see
+#: SchemaRegistry.ensure_compatibility).
+LEVEL_ATTEMPTS = 5
 
 #: Client settings: the client's own default waits forever on a hung registry.
 DEFAULT_CLIENT_CONFIG: dict[str, Any] = {"timeout": 5, "max.retries": 1, "retries.wait.ms": 200}
@@ -140,14 +145,25 @@ class SchemaRegistry:
             if subject not in self._levels:
                 self.ensure_compatibility(subject)
                 self._levels.add(subject)
-            try:
-                schema_id = int(self.client.register_schema(subject, Schema(schema_text, "AVRO")))
-            except Exception as exc:
-                raise self._registration_error(subject, exc) from exc
+            schema_id = self._register(subject, Schema(schema_text, "AVRO"))
             self._ids[key] = schema_id
             self._texts.setdefault(schema_id, schema_text)
         log.info("schema registered under %s: id %d", subject, schema_id)
         return schema_id
+
+    def _register(self, subject: str, schema: Any) -> int:
+        """Register `schema`; a 409 is an incompatibility only if the schema is not there now
+        (another process may have registered it at the same moment)."""
+        try:
+            return int(self.client.register_schema(subject, schema))
+        except Exception as exc:
+            if _status(exc)[0] != 409:
+                raise self._registration_error(subject, exc) from exc
+            refused = exc
+        try:
+            return int(self.client.lookup_schema(subject, schema).schema_id)
+        except Exception:
+            raise self._registration_error(subject, refused) from refused
 
     def compatible(self, subject: str, schema_text: str) -> bool:
         """Whether the registry would accept `schema_text` under `subject` (nothing registered)."""
@@ -164,21 +180,42 @@ class SchemaRegistry:
             raise SchemaRegistrationError(subject, f"{subject}: {_reason(exc)}") from exc
 
     def ensure_compatibility(self, subject: str) -> str:
-        """Raise `subject`'s compatibility level to at least COMPATIBILITY; the level it has."""
+        """Raise `subject`'s compatibility level to at least COMPATIBILITY; the level it has.
+
+        Processes starting together race for it: another may set the level between this one's
+        read and write (Apicurio then answers 409 "A rule named 'COMPATIBILITY' already
+        exists"). A refused write is therefore followed by a fresh read, and only a level that
+        stays too weak after a few tries is an error (never blamed on the schema)."""
         from confluent_kafka.schema_registry import ConfigCompatibilityLevel, ServerConfig
 
-        try:
-            current = self._level(subject)
+        refused: Exception | None = None
+        for attempt in range(LEVEL_ATTEMPTS):
+            try:
+                current = self._level(subject)
+            except Exception as exc:
+                raise self._registration_error(subject, exc) from exc
             wanted = current if current in _AT_LEAST else _RAISE.get(current or "", COMPATIBILITY)
-            if wanted != current:
-                level = ConfigCompatibilityLevel(wanted)
-                self.client.set_config(subject, ServerConfig(compatibility=level))
-                log.info(
-                    "compatibility of %s set to %s (was %s)", subject, wanted, current or "unset"
+            if wanted == current:
+                return wanted
+            if attempt:
+                time.sleep(0.05 * attempt)
+            try:
+                self.client.set_config(
+                    subject, ServerConfig(compatibility=ConfigCompatibilityLevel(wanted))
                 )
+            except Exception as exc:
+                if _unavailable(exc):
+                    raise self._registration_error(subject, exc) from exc
+                refused = exc
+                continue
+            log.info("compatibility of %s set to %s (was %s)", subject, wanted, current or "unset")
             return wanted
-        except Exception as exc:
-            raise self._registration_error(subject, exc) from exc
+        assert refused is not None
+        raise SchemaRegistrationError(
+            subject,
+            f"the schema registry refused to set the compatibility level of subject {subject} "
+            f"to {COMPATIBILITY} or stricter: {_reason(refused)}",
+        ) from refused
 
     def _level(self, subject: str) -> str | None:
         try:
