@@ -35,7 +35,6 @@ from typing import Any
 
 import faust
 
-from streams import logs
 from streams.agents import Topology, count_restarts_in, expiry, watchdog
 from streams.agents import dedup as dedup_agent
 from streams.agents import loyalty as loyalty_agent
@@ -51,6 +50,7 @@ from streams.tables import loyalty as loyalty_table
 from streams.tables import referrals as referral_table
 from streams.tables import seen as seen_table
 from streams.web import dashboard, views
+from streams.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +112,6 @@ def store_url(settings: Settings) -> str:
     return settings.store
 
 
-def quiet_hot_loggers(level: str) -> None:
-    """Faust and aiokafka log every message sent at DEBUG; below INFO only when asked for,
-    since building those records (repr of every key and value) costs more than the send."""
-    asked = logging.getLevelName(level.upper())
-    wanted = asked if isinstance(asked, int) and asked > logging.INFO else logging.INFO
-    if asked == logging.DEBUG:
-        wanted = logging.DEBUG
-    for name in ("faust", "aiokafka", "mode"):
-        logging.getLogger(name).setLevel(wanted)
-
-
 def build_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
@@ -147,6 +136,7 @@ def build_app(settings: Settings) -> faust.App:
         consumer_group_instance_id=group_instance_id(settings),
         autodiscover=False,
         web_enabled=True,
+        Worker=Worker,  # logging set up the project's way at once (streams.worker)
     )
     # Fetches only for partitions active when asked: see streams.kafka.faust_consumer.
     app.transport.Consumer = SnapshotConsumer  # type: ignore[misc]
@@ -188,6 +178,7 @@ def build_app(settings: Settings) -> faust.App:
             t.get_topic_name()
             for t in (topo.input, topo.input_rekeyed, topo.loyalty_deltas, topo.referral_deltas)
         ],
+        lambda: ensure_external_topics(settings),
     )
     views.register(topo)
     dashboard.register(topo)
@@ -195,9 +186,8 @@ def build_app(settings: Settings) -> faust.App:
     count_restarts_in(data_dir(settings))
     topo.metrics.load_restarts(data_dir(settings))
     app.topology = topo  # type: ignore[attr-defined]
-    # On a cluster: Faust's own topics replicated like the project's; outage logs summarised.
+    # On a cluster: Faust's own topics replicated like the project's.
     replicate_faust_topics(app, settings)
-    logs.install_in_worker(app, settings)
 
     @app.on_before_shutdown.connect
     async def _flush_producer(*args: Any, **kwargs: Any) -> None:
@@ -212,10 +202,6 @@ def build_app(settings: Settings) -> faust.App:
         ensure_external_topics(settings)
         if settings.schema_registry_url:
             register_schemas(settings, topo.codec)
-
-    @app.task
-    async def _quiet() -> None:  # a task: runs once the worker has set up its logging
-        quiet_hot_loggers(settings.log_level)
 
     return app
 

@@ -2,8 +2,9 @@
 
 While a broker is down, aiokafka (so Faust) and librdkafka report every reconnect and metadata
 attempt — about 870 ERROR lines in 20 s of one broker restart, burying anything else. The
-`OutageSummary` filter, installed on the process's log handlers by the bridge and the worker
-alike, lets the first WARNING-or-worse line about a node through, counts the ones like it for
+`OutageSummary` filter, installed on the process's log handlers by the bridge, the worker (as
+soon as Faust has set up its logging: streams.worker) and the tools alike, lets the first
+WARNING-or-worse line about a node through, counts the ones like it for
 `STREAMS_LOG_SUMMARY_S`, then writes one line with the count and a sample; repeats keep being
 summarised once per interval for as long as they go on. Lines of other loggers, and below
 WARNING, are never touched.
@@ -18,11 +19,10 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any
 
 from streams.settings import Settings
 
-__all__ = ["OutageSummary", "install", "install_in_worker"]
+__all__ = ["OutageSummary", "install"]
 
 #: Loggers of the Kafka clients (and of what wraps them) whose repeats are summarised.
 CLIENT_LOGGERS = ("aiokafka", "faust.transport", "kafka", "streams.kafka", "librdkafka")
@@ -201,14 +201,3 @@ def flush_all() -> None:
     """Write every pending count now (at shutdown)."""
     for summary in list(_installed):
         summary.flush(force=True)
-
-
-def install_in_worker(app: Any, settings: Settings) -> None:
-    """The worker's hook: Faust replaces the root handlers when its worker starts (after
-    on_worker_init, which the faust CLI sends first), so the filter goes on from an app task,
-    which runs once they exist."""
-
-    async def _summarise_outage_logs() -> None:
-        install(settings)
-
-    app.task(_summarise_outage_logs)

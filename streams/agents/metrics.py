@@ -44,6 +44,7 @@ BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SKIP_REASONS = ("unknown_schema_id", "undecodable", "invalid_record")
 RESTARTS_FILE = "restarts.json"
+RESTART_REASONS = ("partition_stall", "worker_stall", "unowned", "hole", "batch_failed", "registry")
 #: Counting table keys walks the table (RocksDB has no exact count): at most this often.
 TABLE_KEYS_EVERY_S = 15.0
 #: Consumer lag is read from the broker at most this often (scrapes in between reuse it).
@@ -78,6 +79,12 @@ class WorkerMetrics:
         self.stall_resumes = Counter(
             "streams_worker_partition_stall_resumes",
             "Stalled partitions the watchdog resumed and re-sought.",
+            registry=self.registry,
+        )
+        self.unowned_found = Counter(
+            "streams_worker_unowned_partitions_found",
+            "Times the watchdog found source partitions no member of the group held (each "
+            "followed by a metadata refresh and a rejoin).",
             registry=self.registry,
         )
         self.handled: Counts[str] = Counts()  # events per agent
@@ -184,7 +191,7 @@ class _Snapshot(Collector):
             "Exits to be restarted, by reason (counted across restarts of this data dir).",
             labels=["reason"],
         )
-        for reason in ("partition_stall", "worker_stall", "hole", "batch_failed", "registry"):
+        for reason in RESTART_REASONS:
             restarts.add_metric([reason], m.restarts[reason])
         yield restarts
         if topo is None:
@@ -242,6 +249,12 @@ class _Snapshot(Collector):
             "streams_worker_partitions_stalled",
             "Assigned partitions with records waiting and no progress (see /readyz).",
             value=len(health.stalled),
+        )
+        yield GaugeMetricFamily(
+            "streams_worker_partitions_unowned",
+            "Source partitions no member of the group holds, or source topics missing, as "
+            "last checked (see /readyz).",
+            value=len(health.unowned),
         )
         lag = GaugeMetricFamily(
             "streams_worker_consumer_lag",

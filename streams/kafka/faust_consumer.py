@@ -22,6 +22,8 @@
    the hole is handled or committed.
 4. **Read offsets.** Faust's fetch loop drops records below a partition's `_read_offset`; a
    rebalance forgets them (`_forget_read_offsets`), see there.
+5. **Rejoining.** `refresh_group` refreshes aiokafka's metadata and rejoins the group, for the
+   watchdog that finds partitions no member holds (streams.agents.watchdog).
 
 faust-streaming is bounded in pyproject.toml; tests/kafka/test_faust_consumer.py fails when a
 method overridden here changes shape.
@@ -32,8 +34,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.coordinator.protocol import ConsumerProtocol
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.admin import DescribeGroupsRequest
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
@@ -116,6 +122,29 @@ class Consumer(faust_aiokafka.Consumer):
         Records read twice are the guard's to drop."""
         for tp in tps:
             self._read_offset.pop(tp, None)
+
+    # --- 5. ownership and rejoining ----------------------------------------------------
+    async def group_ownership(self, topics: Iterable[str]) -> Ownership:
+        """Which partitions of `topics` the members of this worker's group hold, asked through
+        this consumer's own aiokafka client (its connections and credentials): the members'
+        assignments from the group's coordinator, the partitions from fresh metadata. Raises
+        when the broker does not answer."""
+        thread = self._thread
+        consumer = thread._ensure_consumer()
+        return await thread.call_thread(_ownership, consumer, self.app.conf.id, topics)
+
+    async def refresh_group(self) -> None:
+        """Refresh the cluster metadata now and rejoin the group.
+
+        aiokafka compares the metadata with the assignment's only when the metadata is
+        refreshed (`metadata_max_age_ms`: 5 minutes). A leader whose metadata lacked a topic
+        when it assigned (Faust's assignor skips it as a "missing topic": a broker that was
+        away, or still loading its metadata) left its partitions to nobody until then. The
+        refresh makes the leader see the change and rejoin; the explicit rejoin makes the
+        group assign again when this member is not the leader (whose own watchdog refreshes
+        its metadata)."""
+        thread = self._thread
+        await thread.call_thread(_refresh_group, thread._ensure_consumer())
 
     # --- 3. admission -----------------------------------------------------------------
     def group_offsets(self) -> GroupOffsets:
@@ -227,6 +256,53 @@ class Consumer(faust_aiokafka.Consumer):
         if self._offsets is not None:
             self._offsets.close()
             self._offsets = None
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Which partitions of a group's topics its members hold, as the broker says."""
+
+    #: Whether the group's assignment has settled (a rebalance in progress says nothing).
+    stable: bool
+    #: Topics the metadata does not list (not created yet, or deleted).
+    missing: tuple[str, ...] = ()
+    #: Partitions of the listed topics that no member of the group holds.
+    unowned: tuple[tuple[str, int], ...] = ()
+
+
+async def _ownership(consumer: Any, group: str, topics: Iterable[str]) -> Ownership:
+    """In the consumer's thread (or any aiokafka consumer's loop): see
+    `Consumer.group_ownership`."""
+    client = consumer._client
+    node = consumer._coordinator.coordinator_id
+    if node is None:
+        raise KafkaError(f"the coordinator of group {group} is not known")
+    response = await client.send(node, DescribeGroupsRequest([group]))
+    described = response.to_object()["groups"][0]
+    if described["error_code"] or described["state"] != "Stable":
+        return Ownership(stable=False)
+    held = {
+        (tp.topic, tp.partition)
+        for member in described["members"]
+        for tp in ConsumerProtocol.ASSIGNMENT.decode(member["member_assignment"]).partitions()
+    }
+    cluster = await client.fetch_all_metadata()
+    wanted = sorted(set(topics))
+    missing = tuple(t for t in wanted if not cluster.partitions_for_topic(t))
+    unowned = tuple(
+        (t, p)
+        for t in wanted
+        if t not in missing
+        for p in sorted(cluster.partitions_for_topic(t) or ())
+        if (t, p) not in held
+    )
+    return Ownership(stable=True, missing=missing, unowned=unowned)
+
+
+async def _refresh_group(consumer: Any) -> None:
+    """In the consumer's thread: see `Consumer.refresh_group`."""
+    await consumer._client.force_metadata_update()
+    consumer._coordinator.request_rejoin()
 
 
 def consumer_of(app: Any) -> Consumer | None:

@@ -25,6 +25,7 @@ from streams.agents import Topology
 from streams.agents.health import Health, not_ready
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS, from_millis
 from streams.domain.state import KeyState
+from streams.kafka.faust_consumer import consumer_of
 from streams.kafka.routing import partition_of
 from streams.web import query as q
 
@@ -139,6 +140,11 @@ def unready_reason(app: faust.App, health: Health) -> dict[str, Any] | None:
         return {"error": "not ready", "reason": why}
     if health.stalled:
         return {"error": "not current", "reason": "partitions stalled", "stalled": health.stalled}
+    if health.unowned:
+        return {"error": "not current", "reason": "partitions unowned", "unowned": health.unowned}
+    consumer = consumer_of(app)
+    if consumer is not None and health.owned_generation != consumer.guard.generation:
+        return {"error": "not ready", "reason": "checking that the group holds every partition"}
     return None
 
 
@@ -175,6 +181,14 @@ def _add(
     app.page(path, name=name)(type(name, (View,), {"get": get}))
 
 
+def assigned(app: faust.App, health: Health) -> int:
+    """Partitions of the agents' source topics this worker holds."""
+    consumer = consumer_of(app)
+    if consumer is None:
+        return 0
+    return sum(tp.topic in health.sources for tp in consumer.guard.positions())
+
+
 def _add_health(app: faust.App, health: Health) -> None:
     async def healthz(self: View, request: Request) -> Response:
         return self.json({"status": "alive"})
@@ -183,7 +197,9 @@ def _add_health(app: faust.App, health: Health) -> None:
         unready = unready_reason(app, health)
         if unready is not None:
             return self.json({**unready, "behind": health.behind}, status=503)
-        return self.json({"status": "ready", "behind": health.behind})
+        return self.json(
+            {"status": "ready", "assigned": assigned(app, health), "behind": health.behind}
+        )
 
     app.page("/healthz", name="healthz")(type("healthz", (View,), {"get": healthz}))
     app.page("/readyz", name="readyz")(type("readyz", (View,), {"get": readyz}))

@@ -1,4 +1,5 @@
-"""The worker's Faust consumer hands each fetch a snapshot of the active partitions (unit)."""
+"""The worker's Faust consumer: fetch snapshots, admission (unit), its internals' shapes, and
+the group ownership check and rejoin on a real broker."""
 
 from __future__ import annotations
 
@@ -7,12 +8,22 @@ import inspect
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.client import AIOKafkaClient
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 from faust.transport import consumer as faust_consumer_base
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streams.app import build_app
-from streams.kafka.faust_consumer import Consumer, HoleError
+from streams.kafka.admin import TopicSpec, ensure_topics
+from streams.kafka.faust_consumer import (
+    Consumer,
+    HoleError,
+    Ownership,
+    _ownership,
+    _refresh_group,
+)
 from streams.kafka.offsets import OffsetGuard
 from streams.settings import Settings
 
@@ -58,6 +69,45 @@ def test_the_worker_app_uses_it(tmp_path: Any) -> None:
 BASE = faust_aiokafka.Consumer
 
 
+@pytest.mark.kafka
+def test_group_ownership_and_refresh_on_a_real_group(kafka: str, unique: str) -> None:
+    """What the ownership watchdog asks, through a plain aiokafka group member: partitions no
+    member holds, topics missing; and a refresh makes the member rejoin."""
+    held, free, missing = (f"t{unique}.{name}" for name in ("held", "free", "missing"))
+    ensure_topics(kafka, [TopicSpec(held, 3), TopicSpec(free, 2)])
+    group = f"g{unique}"
+
+    async def run() -> tuple[Ownership, Ownership, int, int]:
+        member = AIOKafkaConsumer(held, bootstrap_servers=kafka, group_id=group)
+        await member.start()
+        try:
+            while len(member.assignment()) < 3:  # joined and assigned
+                await member.getmany(timeout_ms=100)
+            one = await _ownership(member, group, [held, free, missing])
+            generation = member._coordinator.generation
+            await _refresh_group(member)
+            while member._coordinator.generation == generation:
+                await member.getmany(timeout_ms=100)
+            both = AIOKafkaConsumer(held, free, bootstrap_servers=kafka, group_id=group)
+            await both.start()
+            try:
+                while len(member.assignment()) + len(both.assignment()) < 5:
+                    await asyncio.gather(
+                        member.getmany(timeout_ms=100), both.getmany(timeout_ms=100)
+                    )
+                two = await _ownership(member, group, [held, free])
+            finally:
+                await both.stop()
+            return one, two, generation, member._coordinator.generation
+        finally:
+            await member.stop()
+
+    one, two, before, after = asyncio.run(asyncio.wait_for(run(), 120))
+    assert one == Ownership(stable=True, missing=(missing,), unowned=((free, 0), (free, 1)))
+    assert two == Ownership(stable=True)
+    assert after > before  # the refresh rejoined the group
+
+
 def _params(fn: Any) -> list[str]:
     return list(inspect.signature(fn).parameters)
 
@@ -87,6 +137,14 @@ def test_the_overridden_internals_keep_their_shape() -> None:
     # ... and `ack` keeps what shutdown waits on.
     init = inspect.getsource(faust_consumer_base.Consumer.__init__)
     assert "_unacked_messages" in init and "_waiting_for_ack" in init
+    # The ownership check and the rejoin reach the aiokafka consumer in its thread.
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    assert _params(thread._ensure_consumer) == ["self"]
+    assert _params(thread.call_thread)[:2] == ["self", "fun"]
+    assert _params(AIOKafkaClient.force_metadata_update) == ["self"]
+    assert _params(AIOKafkaClient.fetch_all_metadata) == ["self"]
+    assert _params(GroupCoordinator.request_rejoin) == ["self"]
+    assert "self.coordinator_id" in inspect.getsource(GroupCoordinator.coordinator_dead)
 
 
 class _Msg:
