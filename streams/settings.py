@@ -267,6 +267,21 @@ class Settings:
         "timeout of a load balancer in front.",
         groups=("bridge",),
     )
+    head_timeout_s: float = setting(
+        10.0,
+        "BRIDGE_HEAD_TIMEOUT_S",
+        "A request's line and headers must be in within this long (s) of its first byte (a new "
+        "connection's first request: of the connection), else 408 and the connection closed "
+        "(the bridge's own HTTP/1.1 server).",
+        groups=("bridge",),
+    )
+    max_connections: int = setting(
+        1024,
+        "BRIDGE_MAX_CONNECTIONS",
+        "Open connections per bridge process; one more is answered 503 with Retry-After and "
+        "closed (the bridge's own HTTP/1.1 server).",
+        groups=("bridge",),
+    )
     event_loop: str = setting(
         "auto",
         "BRIDGE_EVENT_LOOP",
@@ -432,6 +447,12 @@ class Settings:
             raise ValueError(f"BRIDGE_LINGER_MS: expected 0 to 1000, got {self.linger_ms}")
         if self.keepalive_s <= 0:
             raise ValueError(f"BRIDGE_KEEPALIVE_S: expected > 0, got {self.keepalive_s}")
+        if self.head_timeout_s <= 0:
+            raise ValueError(f"BRIDGE_HEAD_TIMEOUT_S: expected > 0, got {self.head_timeout_s}")
+        if self.max_connections < 1:
+            raise ValueError(
+                f"BRIDGE_MAX_CONNECTIONS: expected at least 1, got {self.max_connections}"
+            )
         if self.http_server not in {"httptools", "aiohttp"}:
             raise ValueError(
                 f"BRIDGE_HTTP: expected httptools or aiohttp, got {self.http_server!r}"

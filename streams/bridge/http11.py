@@ -5,8 +5,20 @@ Why its own: aiohttp's request, payload and response objects were a third of the
 per webhook (docs/BENCHMARKS.md). Here a request is parsed into one small object, handed to
 `Bridge.route` as the handlers' `Incoming`, and answered with one `write()` of bytes. What it
 supports and refuses is listed in the README ("Processes and servers"); its limits are the
-constants below. Every answer that ends a connection with request bytes unread is followed by
-a lingering close, so the client reads the answer rather than a reset.
+constants below and the server's settings (BRIDGE_KEEPALIVE_S, BRIDGE_HEAD_TIMEOUT_S,
+BRIDGE_MAX_CONNECTIONS). Every answer that ends a connection with request bytes unread is
+followed by a lingering close, so the client reads the answer rather than a reset.
+
+Slow and idle clients: a request head must be complete within `head_timeout_s` of its first
+byte (a new connection's first request: of the connection), else 408 and close, or, when not
+one byte came, a close; between requests a keep-alive connection may stay idle for
+`keepalive_s`. One sweep a few times per timeout looks for both, so a request costs one clock
+read for it. Past `max_connections` open connections a new one is answered 503 and closed.
+
+Chunked bodies: httptools does not give the chunk sizes llhttp reads, so the server reads each
+chunk's size line itself, from the bytes it just fed, only when llhttp reported a chunk header
+there (`_check_chunks`): a chunk that would take the body past the limit is answered 413 as soon
+as its size line is in, not when its data has come (or the deadline, when it never does).
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ from streams.bridge.handlers import (
     Reply,
     error_reply,
 )
+from streams.bridge.metrics import Metrics
 
 log = logging.getLogger("streams.bridge")
 
@@ -50,8 +63,17 @@ MAX_PIPELINED = 16
 FEED_SLICE = 4096
 #: Largest request line and headers (bytes): past it, 431 and the connection closed.
 MAX_HEAD_BYTES = 64 * 1024
-#: How often idle connections are looked for (s), at most.
+#: How often idle connections and late request heads are looked for (s), at most; more often
+#: for short timeouts (a quarter of the head timeout, half of the keep-alive).
 SWEEP_INTERVAL_S = 5.0
+#: Chunks of one body: each costs the parser's calls into Python, so a body in tiny chunks
+#: would cost the event loop ~0.5 µs a chunk (~100 ms for 1 MiB of 1-byte chunks); past it,
+#: 400 and close.
+MAX_CHUNKS = 4096
+#: Of a chunk-size line spread over several reads, the bytes kept to read the size from.
+SIZE_LINE_KEPT = 64
+#: Refused connections (over max_connections) are logged at most this often (s), with a count.
+REFUSED_LOG_INTERVAL_S = 10.0
 #: After an answer that left request bytes unread: how long, and how many bytes, to keep
 #: reading and dropping before the connection is closed.
 LINGER_S = 2.0
@@ -62,6 +84,11 @@ _NO_UPGRADE = error_reply(400, "bad_request", "protocol upgrades are not support
 _NO_HOST = error_reply(400, "bad_request", "an HTTP/1.1 request needs exactly one Host header")
 _HEAD_TOO_LARGE = error_reply(431, "headers_too_large", "request line and headers too large")
 _TOO_LARGE = error_reply(413, "too_large", "request too large")
+_HEAD_TIMEOUT = error_reply(408, "request_timeout", "request line and headers not received in time")
+_TE_IN_HTTP_1_0 = error_reply(
+    400, "bad_request", "Transfer-Encoding is not allowed in an HTTP/1.0 request"
+)
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
@@ -165,6 +192,12 @@ class Request(FromHeaders):
         else:
             self._chunks.append(chunk)
 
+    def refuse_too_large(self) -> None:
+        """The body will not fit (a chunk declared larger than what is left of the limit)."""
+        self.too_large = True
+        self._chunks.clear()
+        self._wake()
+
     def finish(self) -> None:
         self.complete = True
         self._wake()
@@ -205,15 +238,20 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "_active",
         "_bad",
+        "_chunk_count",
+        "_chunk_mark",
+        "_chunked",
         "_current",
         "_discarded",
         "_dup_host",
         "_eof",
+        "_head_begun",
         "_head_bytes",
         "_head_done",
         "_head_size",
         "_headers",
         "_held",
+        "_line_start",
         "_linger",
         "_msg_bytes",
         "_paused_reading",
@@ -222,9 +260,11 @@ class Connection(asyncio.Protocol):
         "_url",
         "_waiting_bytes",
         "closing",
+        "head_since",
         "idle_since",
         "parser",
         "pending",
+        "refused",
         "server",
         "transport",
     )
@@ -252,17 +292,31 @@ class Connection(asyncio.Protocol):
         self._eof = False  # the client half-closed: answer what came, then close
         self._linger: asyncio.TimerHandle | None = None  # closing: dropping what still comes
         self._discarded = 0
+        self._chunked = False  # the body arriving now is chunked
+        self._chunk_count = 0  # ... in this many chunks so far
+        self._chunk_mark = -1  # its size when llhttp last reported a chunk header, in this read
+        self._line_start: bytes | None = b""  # the start of the last line, if unfinished
         self.closing = False
+        self.refused = False  # over the server's max_connections: answered 503, closing
         self.idle_since = time.monotonic()  # since the last answer (or the connection)
+        # Since when a request head is awaited with a deadline: the connection, or the first
+        # byte of a later request; None between requests and while a body arrives.
+        self.head_since: float | None = self.idle_since
+        self._head_begun = False  # some of that head has come
 
     # --- asyncio.Protocol ---
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self.server.connections.add(self)
+        server = self.server
+        if len(server.connections) >= server.max_connections:
+            server.refuse(self)
+        else:
+            server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.server.connections.discard(self)
+        self.server.refused.discard(self)
         if self._linger is not None:
             self._linger.cancel()
         self.pending.clear()
@@ -316,6 +370,8 @@ class Connection(asyncio.Protocol):
                 _log_bug("parsing a request", exc.__context__)
             self._refuse(MALFORMED_REQUEST)
             return
+        if self._chunked:
+            self._check_chunks(data)
         if current is not None:  # a body, chunk framing, a trailer: bounded too
             self._msg_bytes += len(data)
             if self._msg_bytes > self.server.max_body + MAX_HEAD_BYTES:
@@ -325,6 +381,47 @@ class Connection(asyncio.Protocol):
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse(_HEAD_TOO_LARGE)
+
+    def _check_chunks(self, data: bytes) -> None:
+        """After `data` was fed, with a chunked body arriving: refuse a body in more than
+        MAX_CHUNKS chunks, or whose chunk begun in `data` would take it past the limit.
+
+        The size line of the chunk whose header llhttp reported last in `data`, while that
+        chunk is still open, is found from the end: the chunk's data since its header is all
+        that follows the line in `data` (`size - _chunk_mark` bytes), and the line begins
+        after the `\\n` before it, or, when there is none, continues the line left unfinished
+        by the reads before. Chunks that closed in `data` were counted whole by `on_body`."""
+        current = self._current
+        if current is None:
+            return
+        if self._chunk_count > MAX_CHUNKS:
+            self._refuse(MALFORMED_REQUEST)
+            return
+        mark = self._chunk_mark
+        if mark >= 0:
+            self._chunk_mark = -1
+            end = len(data) - (current.size - mark)  # just past the size line's LF
+            begin = data.rfind(b"\n", 0, end - 1) + 1
+            if begin:
+                line: bytes | None = data[begin:end]
+            elif self._line_start is not None:
+                line = self._line_start + data[:end]
+            else:
+                line = None  # begun in a line too long to keep: counted as it comes instead
+            declared = _chunk_size(line)
+            if declared is not None and mark + declared > self.server.max_body:
+                current.refuse_too_large()
+                self._refuse(_TOO_LARGE)
+                return
+        last = data.rfind(b"\n")
+        if last >= 0:
+            rest = len(data) - last - 1
+            self._line_start = data[last + 1 :] if rest <= SIZE_LINE_KEPT else None
+        elif self._line_start is not None:
+            if len(self._line_start) + len(data) <= SIZE_LINE_KEPT:
+                self._line_start += data
+            else:
+                self._line_start = None
 
     def pause_writing(self) -> None:
         self._unwritable_since = time.monotonic()
@@ -342,6 +439,9 @@ class Connection(asyncio.Protocol):
         self._headers = {}
         self._head_size = 0
         self._dup_host = False
+        self._head_begun = True
+        if self.head_since is None:
+            self.head_since = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -363,6 +463,8 @@ class Connection(asyncio.Protocol):
         self._head_done = True
         self._head_bytes = 0
         self._msg_bytes = 0
+        self.head_since = None
+        self._head_begun = False
         if self._bad is not None:
             return
         parser = self.parser
@@ -374,7 +476,12 @@ class Connection(asyncio.Protocol):
             self._refuse(_HEAD_TOO_LARGE)
             return
         http_1_0 = parser.get_http_version() == "1.0"
-        if not http_1_0 and ("host" not in headers or self._dup_host):
+        chunked = "transfer-encoding" in headers  # (llhttp refuses any other final coding)
+        if http_1_0:
+            if chunked:  # RFC 9112 6.1: faulty framing, whatever llhttp would make of it
+                self._refuse(_TE_IN_HTTP_1_0)
+                return
+        elif "host" not in headers or self._dup_host:
             self._refuse(_NO_HOST)
             return
         path = _path(self._url)
@@ -389,6 +496,9 @@ class Connection(asyncio.Protocol):
             expect is not None and expect.lower() == "100-continue" and not http_1_0
         )
         self._current = request
+        if chunked:
+            self._chunked = True
+            self._chunk_count = 0
         if self._active is None and not self.pending and self._unwritable_since is None:
             self._start(request)
         else:
@@ -403,7 +513,17 @@ class Connection(asyncio.Protocol):
                 self._waiting_bytes += len(body)
                 self._check_waiting()
 
+    def on_chunk_header(self) -> None:
+        if self._current is not None:
+            self._chunk_mark = self._current.size
+            self._chunk_count += 1
+
+    def on_chunk_complete(self) -> None:
+        self._chunk_mark = -1
+
     def on_message_complete(self) -> None:
+        self._chunked = False
+        self._chunk_mark = -1
         if self._current is not None:
             self._current.finish()
             self._current = None
@@ -499,14 +619,19 @@ class Connection(asyncio.Protocol):
             and len(self.pending) < MAX_PIPELINED
             and self._waiting_bytes <= self.server.max_body
         ):
-            self._paused_reading = False
-            self.transport.resume_reading()
+            self._resumed()
 
     def resume_reading(self) -> None:
         """The handler reads the body (Request.read): whatever paused reading, let it come."""
         if self._paused_reading and self.transport is not None and self._bad is None:
-            self._paused_reading = False
-            self.transport.resume_reading()
+            self._resumed()
+
+    def _resumed(self) -> None:
+        assert self.transport is not None
+        self._paused_reading = False
+        self.transport.resume_reading()
+        if self.head_since is not None:  # the head could not come while we did not read
+            self.head_since = time.monotonic()
 
     def close(self) -> None:
         self.closing = True
@@ -546,6 +671,27 @@ class Connection(asyncio.Protocol):
         """Since when the peer has not read its answers, if it does not."""
         return self._unwritable_since
 
+    def head_overdue(self, cut: float) -> bool:
+        """A request head awaited since before `cut`, while this connection was read."""
+        since = self.head_since
+        return (
+            since is not None
+            and since < cut
+            and not self._paused_reading
+            and self._bad is None
+            and not self.closing
+        )
+
+    def head_timed_out(self) -> None:
+        """408 for a head begun (after the answers before it) and close; a new connection
+        that sent nothing is closed without an answer, as an idle one is."""
+        self.head_since = None
+        self.server.metrics.head_timeouts += 1
+        if self._head_begun:
+            self._refuse(_HEAD_TIMEOUT)
+        else:
+            self.close()
+
 
 _NAMES = {
     n.encode(): n
@@ -578,6 +724,16 @@ def _path(url: bytes) -> str | None:
     return unquote(path) if "%" in path else path
 
 
+def _chunk_size(line: bytes | None) -> int | None:
+    """The size a chunk-size line declares (`1f4;ext=1\\r\\n`); None if it is not one."""
+    if line is None:
+        return None
+    digits = line.rstrip(b"\r\n").partition(b";")[0]
+    if not digits or digits.translate(None, _HEX_DIGITS):
+        return None
+    return int(digits, 16)
+
+
 def _log_bug(doing: str, exc: BaseException) -> None:
     # The exception's message may quote request data: its type and frames only.
     frames = "".join(traceback.format_tb(exc.__traceback__))
@@ -585,23 +741,71 @@ def _log_bug(doing: str, exc: BaseException) -> None:
 
 
 class Http11Server:
-    """Serves `route` on a listening socket until `close()`."""
+    """Serves `route` on a listening socket until `close()`. `metrics`: where the connections
+    refused and the heads timed out are counted (the bridge's)."""
 
-    def __init__(self, route: Route, *, max_body: int, keepalive_s: float = 75.0) -> None:
+    def __init__(
+        self,
+        route: Route,
+        *,
+        max_body: int,
+        keepalive_s: float = 75.0,
+        head_timeout_s: float = 10.0,
+        max_connections: int = 1024,
+        retry_after: str = "30",
+        metrics: Metrics | None = None,
+    ) -> None:
         self.route = route
         self.max_body = max_body
         self.keepalive_s = keepalive_s
+        self.head_timeout_s = head_timeout_s
+        self.max_connections = max_connections
+        self.metrics = metrics or Metrics()
         self.connections: set[Connection] = set()
+        self.refused: set[Connection] = set()  # answered 503, closing
         self.draining = False
         self.loop = asyncio.get_running_loop()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._too_many = error_reply(
+            503,
+            "too_many_connections",
+            "too many open connections; retry later",
+            headers={"Retry-After": retry_after},
+        )
+        self._refused_logged_at = float("-inf")
+        self._refused_since_log = 0
 
     async def start(self, sock: Any) -> None:
+        # The refused connections need descriptors too, until their answer is read.
+        ensure_open_files(2 * self.max_connections + 256)
         self._server = await self.loop.create_server(
             lambda: Connection(self), sock=sock, backlog=BACKLOG
         )
         self._sweeper = self.loop.create_task(self._sweep())
+
+    def refuse(self, conn: Connection) -> None:
+        """A connection over max_connections: 503 with Retry-After, then a lingering close;
+        past as many of those at once (a flood), a reset without an answer."""
+        self.metrics.connections_refused += 1
+        self._refused_since_log += 1
+        now = time.monotonic()
+        if now - self._refused_logged_at >= REFUSED_LOG_INTERVAL_S:
+            log.warning(
+                "refused %d connection(s) over BRIDGE_MAX_CONNECTIONS (%d open) in the last %.0fs",
+                self._refused_since_log,
+                self.max_connections,
+                REFUSED_LOG_INTERVAL_S,
+            )
+            self._refused_logged_at = now
+            self._refused_since_log = 0
+        conn.refused = True
+        if len(self.refused) >= self.max_connections:
+            conn.abort()
+            return
+        self.refused.add(conn)
+        conn.write(render(self._too_many, close=True))
+        conn._close_lingering()
 
     def stop_accepting(self) -> None:
         """Draining: no new connections; idle ones are closed, busy ones after their answer."""
@@ -624,7 +828,7 @@ class Http11Server:
         self.stop_accepting()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for conn in list(self.connections):
+        for conn in [*self.connections, *self.refused]:
             conn.abort()  # a peer that does not read must not hold the shutdown
         if self._server is not None:
             # Python 3.12+ waits here for every connection to be gone.
@@ -632,13 +836,38 @@ class Http11Server:
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
     async def _sweep(self) -> None:
+        interval = min(SWEEP_INTERVAL_S, self.keepalive_s / 2, self.head_timeout_s / 4)
         while True:
-            await asyncio.sleep(min(SWEEP_INTERVAL_S, self.keepalive_s / 2))
+            await asyncio.sleep(interval)
             now = time.monotonic()
             cut = now - self.keepalive_s
+            head_cut = now - self.head_timeout_s
             for conn in list(self.connections):
                 stuck = conn.stuck_since()
                 if stuck is not None and stuck < cut:
                     conn.abort()  # its unread answers would keep the connection for ever
+                elif conn.head_overdue(head_cut):
+                    conn.head_timed_out()
                 elif conn.idle and conn.idle_since < cut:
                     conn.close()
+
+
+def ensure_open_files(wanted: int) -> None:
+    """Raise the soft limit of open files to `wanted` where the hard limit allows (a limit of
+    connections the process cannot open would never answer its 503: accept() fails first)."""
+    try:
+        import resource  # (POSIX only)
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            if target < wanted:
+                log.warning(
+                    "open files limited to %d (ulimit -n): fewer than BRIDGE_MAX_CONNECTIONS "
+                    "needs (%d)",
+                    target,
+                    wanted,
+                )
+    except (ImportError, OSError, ValueError) as exc:  # pragma: no cover (not on POSIX)
+        log.warning("cannot raise the open files limit: %s", exc)

@@ -78,6 +78,10 @@ class Metrics:
         self.dead_letters: Counter[str] = Counter()
         self.signature_fallbacks = 0
         self.in_flight = 0
+        # The bridge's own HTTP/1.1 server: connections over BRIDGE_MAX_CONNECTIONS (503), and
+        # request heads not complete within BRIDGE_HEAD_TIMEOUT_S (408, or closed unanswered).
+        self.connections_refused = 0
+        self.head_timeouts = 0
         self.publish_latency = {
             "customer_deleted": Histogram(),
             "dead_letter": Histogram(),
@@ -100,6 +104,8 @@ class Metrics:
             "dead_letters": dict(self.dead_letters),
             "signature_fallbacks": self.signature_fallbacks,
             "in_flight": self.in_flight,
+            "connections_refused": self.connections_refused,
+            "head_timeouts": self.head_timeouts,
             "publish_latency": {k: h.snapshot() for k, h in self.publish_latency.items()},
             "request_latency": self.request_latency.snapshot(),
         }
@@ -111,6 +117,8 @@ class Metrics:
         self.dead_letters.update(snap["dead_letters"])
         self.signature_fallbacks += snap["signature_fallbacks"]
         self.in_flight += snap["in_flight"]
+        self.connections_refused += snap.get("connections_refused", 0)  # (older snapshots)
+        self.head_timeouts += snap.get("head_timeouts", 0)
         for kind, h in snap["publish_latency"].items():
             self.publish_latency.setdefault(kind, Histogram()).add(h)
         self.request_latency.add(snap["request_latency"])
@@ -167,6 +175,17 @@ class _Collector(Collector):
         )
         yield GaugeMetricFamily(
             "bridge_requests_in_flight", "Webhook requests being handled.", value=m.in_flight
+        )
+        yield CounterMetricFamily(
+            "bridge_connections_refused",
+            "Connections answered 503 and closed: BRIDGE_MAX_CONNECTIONS were open.",
+            value=m.connections_refused,
+        )
+        yield CounterMetricFamily(
+            "bridge_request_head_timeouts",
+            "Connections closed because a request head was not complete within "
+            "BRIDGE_HEAD_TIMEOUT_S (408 once some of it came).",
+            value=m.head_timeouts,
         )
         publish = HistogramMetricFamily(
             "bridge_publish_latency_seconds",

@@ -225,7 +225,13 @@ async def serve(
             sock = listen_socket(host, port)
         if http == "httptools":
             own = Http11Server(
-                bridge.route, max_body=bridge.max_body, keepalive_s=bridge.settings.keepalive_s
+                bridge.route,
+                max_body=bridge.max_body,
+                keepalive_s=bridge.settings.keepalive_s,
+                head_timeout_s=bridge.settings.head_timeout_s,
+                max_connections=bridge.settings.max_connections,
+                retry_after=bridge.retry_after,
+                metrics=bridge.metrics,
             )
             await own.start(sock)
         else:

@@ -2,26 +2,96 @@
 
 Voucherify signs the JSON payload with all whitespace outside string literals removed, while
 the body on the wire may be formatted. So the raw body is checked first (the fast, usual case)
-and only when that fails the whitespace-stripped body. Parsed JSON is never re-serialised.
+and, when that fails, its whitespace-stripped form. Parsed JSON is never re-serialised: the
+stripped form is the body's own bytes with the whitespace between tokens left out
+(`msgspec.json.format(body, indent=-1)`, which copies every string literal verbatim: escapes,
+UTF-8 and numbers stay byte for byte).
+
+What a request that is not signed costs: the stripping is C and linear, and it stops at the
+first byte that is not JSON, so rejecting a wrong signature costs one HMAC of the body, the
+stripping (~1 ms per MiB of formatted JSON, ~3 ms of token-dense JSON, microseconds for a body
+that is not JSON) and at most one more HMAC. A body with lone surrogate escapes is formatted
+twice, with a scan of it per stand-in tried (see `_format_swapped`). Measured by
+bench/signature.py (docs/BENCHMARKS.md, "Signature check"). A body with no JSON whitespace byte
+at all is its own stripped form, and one whose only whitespace is inside strings strips to
+itself: each is hashed once.
+
+Where there is no stripped form (only the raw body is checked):
+- the body is not JSON msgspec reads: malformed, or nested deeper than its limit (~1000);
+- the body holds lone surrogate escapes (`"\\ud800"`, valid JSON that msgspec refuses) and
+  every stand-in prefix is taken (see `_format_swapped`: twenty prefixes would have to occur).
 """
 
 from __future__ import annotations
 
 import hmac
-import re
 from collections.abc import Iterable
 
-# A JSON string literal (unrolled loop: linear, no catastrophic backtracking), or a run of
-# JSON whitespace. Whitespace runs are replaced by nothing, string literals by themselves.
-_TOKEN = re.compile(rb'("[^"\\]*(?:\\.[^"\\]*)*")|[ \t\n\r]+', re.DOTALL)
-_WHITESPACE = re.compile(rb"[ \t\n\r]")
+import msgspec
+
+#: JSON's whitespace bytes (RFC 8259): none of them in a body, nothing to strip.
+_WHITESPACE = (b" ", b"\n", b"\r", b"\t")
+#: The prefixes of the surrogate escapes \uD800-\uDFFF, whichever case.
+_SURROGATE_PREFIXES = (b"\\ud", b"\\uD")
+#: What a surrogate prefix is swapped for while msgspec formats: a `\u` escape of a BMP code
+#: point that is no surrogate (any hex digit but d/D). The rarest in real JSON first (escapes
+#: of U+A000 and above, in upper case), since each one found in the body costs a scan of it.
+_STAND_INS = tuple(b"\\u" + bytes([c]) for c in b"ABCEFabcef9876543210")
 
 
-def strip_json_whitespace(body: bytes) -> bytes:
-    """`body` with every JSON whitespace character outside string literals removed."""
-    if _WHITESPACE.search(body) is None:
+def _compact(body: bytes) -> bytes:
+    return msgspec.json.format(body, indent=-1)
+
+
+def strip_json_whitespace(body: bytes) -> bytes | None:
+    """`body` with every JSON whitespace byte outside string literals removed; `body` itself
+    when it holds no whitespace byte at all; None when it is not JSON that can be stripped
+    (see the module's docstring)."""
+    if not any(ws in body for ws in _WHITESPACE):
         return body
-    return _TOKEN.sub(rb"\1", body)
+    try:
+        return _compact(body)
+    except (msgspec.DecodeError, RecursionError):
+        pass
+    # (No backslash, no escape: one memchr spares the slower searches for the prefixes.)
+    if b"\\" in body:
+        prefixes = [prefix for prefix in _SURROGATE_PREFIXES if prefix in body]
+        if prefixes:
+            return _format_swapped(body, prefixes)
+    return None
+
+
+def _format_swapped(body: bytes, prefixes: list[bytes]) -> bytes | None:
+    """The stripped form of a body msgspec refused, which may be for its lone surrogates.
+
+    Each surrogate prefix the body holds (`prefixes`: `\\ud`, `\\uD`) is swapped for a
+    stand-in `\\u<h>` that occurs nowhere in the body, so every escape becomes an ordinary BMP
+    escape; the result is formatted and the stand-ins swapped back. Each stand-in tried costs
+    a scan of the body (about an HMAC's time), so the rarest in real JSON are tried first.
+
+    Exact, because a stand-in can only occur in the output where it was put: outside string
+    literals valid JSON has no backslash, string literals are copied verbatim, and the three
+    bytes of `\\u<h>` cannot span a string's end (a backslash in a string is always followed
+    by another byte of it, and `u` followed by a closing quote is no `\\u<h>`). Nor can a swap
+    create an occurrence it did not write: both patterns begin with the only backslash they
+    hold, so occurrences never overlap. None when the body is still refused, or when no free
+    stand-in is left."""
+    free = (stand_in for stand_in in _STAND_INS if stand_in not in body)
+    swaps: list[tuple[bytes, bytes]] = []
+    swapped = body
+    for prefix in prefixes:
+        stand_in = next(free, None)
+        if stand_in is None:
+            return None
+        swapped = swapped.replace(prefix, stand_in)
+        swaps.append((stand_in, prefix))
+    try:
+        out = _compact(swapped)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    for stand_in, prefix in swaps:
+        out = out.replace(stand_in, prefix)
+    return out
 
 
 def sign(secret: str | bytes, message: bytes) -> str:
@@ -51,7 +121,10 @@ class SignatureVerifier:
         if self._match(body, given):
             return "raw"
         stripped = strip_json_whitespace(body)
-        if stripped is not body and self._match(stripped, given):
+        # (A body whose whitespace is all inside strings strips to itself: hashed once.)
+        if stripped is None or stripped is body or stripped == body:
+            return None
+        if self._match(stripped, given):
             return "stripped"
         return None
 

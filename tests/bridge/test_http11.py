@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import select
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -68,12 +69,10 @@ def http11_servers(monkeypatch: pytest.MonkeyPatch) -> Servers:
     servers = Servers()
 
     class Recording(http11.Http11Server):
-        def __init__(
-            self, route: http11.Route, *, max_body: int, keepalive_s: float = 75.0
-        ) -> None:
+        def __init__(self, route: http11.Route, **kwargs: Any) -> None:
             if servers.keepalive_s is not None:
-                keepalive_s = servers.keepalive_s
-            super().__init__(route, max_body=max_body, keepalive_s=keepalive_s)
+                kwargs["keepalive_s"] = servers.keepalive_s
+            super().__init__(route, **kwargs)
             servers.made.append(self)
 
     monkeypatch.setattr(server_module, "Http11Server", Recording)
@@ -776,6 +775,50 @@ def test_unsupported_transfer_coding_is_400(bridge: BridgeServer, fake: FakeProd
     assert fake.records == []
 
 
+@pytest.mark.parametrize("extra", [b"", b"Connection: keep-alive\r\n"], ids=["plain", "keep-alive"])
+def test_http10_with_transfer_encoding_is_400_and_closes(
+    bridge: BridgeServer, fake: FakeProducer, example: dict[str, Any], extra: bytes
+) -> None:
+    """RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing (a 1.0
+    intermediary does not know chunked): refused and closed, never decoded and kept alive."""
+    body = event(19, example)
+    with Raw(bridge.port) as raw:
+        raw.send(
+            b"POST /webhooks/voucherify HTTP/1.0\r\nHost: bridge\r\n"
+            b"Content-Type: application/json\r\nx-voucherify-signature: %s\r\n%s"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            % (sign(SECRET, body).encode(), extra)
+            + chunked([body])
+            + get(b"/healthz")
+        )
+        expect_bad_request(raw, "Transfer-Encoding is not allowed in an HTTP/1.0 request")
+    assert fake.records == []
+
+
+def test_chunk_declared_over_the_limit_is_413_before_its_data(
+    start: Callable[..., BridgeServer], base: Settings, fake: FakeProducer
+) -> None:
+    """A chunk whose size line says it would take the body past the limit (4096) is refused as
+    soon as that line is in: not when its data has come, nor at the deadline (503) when it
+    never does."""
+    bridge = start(base.with_(request_deadline_s=5.0))
+    with Raw(bridge.port) as raw:
+        raw.send(
+            b"POST /webhooks/voucherify HTTP/1.1\r\nHost: bridge\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"800\r\n" + b"x" * 2048 + b"\r\n"  # 2048 bytes, under the limit
+        )
+        sent = time.monotonic()
+        raw.send(b"f00;ext=1\r\n" + b"y" * 10)  # 3840 more declared: over it
+        reply = raw.response()
+        answered = time.monotonic() - sent
+        assert reply.status == 413 and reply.json()["error"] == "too_large"
+        assert reply.headers["connection"] == "close"
+        raw.expect_eof()
+    assert answered < 2.5, answered  # the deadline is 5 s: this is the size line's 413
+    assert fake.records == []
+
+
 def test_http11_request_without_host_is_400(bridge: BridgeServer) -> None:
     """RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host."""
     with Raw(bridge.port) as raw:
@@ -1093,6 +1136,141 @@ def test_idle_connection_not_closed_before_keepalive(
         assert raw.response().json() == ALIVE
         raw.expect_eof(1.5)
         assert time.monotonic() - answered >= 0.6 + 0.4 - 0.05
+
+
+# --- slow clients: the head timeout (BRIDGE_HEAD_TIMEOUT_S) ---------------------------------
+
+
+def trickle_until_answered(raw: Raw, line: bytes, every: float, timeout: float) -> float:
+    """Send `line` every `every` s until the server answers (or `timeout`); seconds taken."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        readable, _, _ = select.select([raw.sock], [], [], every)
+        if readable:
+            return time.monotonic() - started
+        try:
+            raw.send(line)
+        except OSError:  # the server closed, we sent on: what it answered is still readable
+            return time.monotonic() - started
+    raise AssertionError(f"no answer within {timeout}s")
+
+
+def metric(bridge: BridgeServer, name: str) -> float:
+    with Raw(bridge.port) as raw:
+        raw.send(get(b"/metrics"))
+        text = raw.response().body.decode()
+    found = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert found is not None, text
+    return float(found[1])
+
+
+def test_a_trickled_head_gets_408_and_close(
+    start: Callable[..., BridgeServer], base: Settings
+) -> None:
+    """A head trickling in, a header line every 0.1 s, keeps the connection busy forever
+    under the keep-alive timeout alone: it must be whole within the head timeout (0.5 s) of
+    its first byte, else 408 and close, after the answers to what came before it."""
+    bridge = start(base.with_(head_timeout_s=0.5))
+    with Raw(bridge.port) as raw:
+        raw.send(get(b"/healthz"))
+        assert raw.response().json() == ALIVE
+        raw.send(b"GET /readyz HTTP/1.1\r\nHost: bridge\r\n")  # and never the empty line
+        waited = trickle_until_answered(raw, b"X-Slow: 1\r\n", every=0.1, timeout=5.0)
+        reply = raw.response()
+        assert reply.status == 408 and reply.reason == "Request Timeout"
+        assert reply.json()["error"] == "request_timeout"
+        assert reply.headers["connection"] == "close"
+        raw.expect_eof()
+    # 0.5 s, found by a sweep every 0.125 s; generous for a loaded machine
+    assert 0.45 <= waited < 2.5, waited
+    assert metric(bridge, "bridge_request_head_timeouts_total") >= 1
+
+
+def test_the_head_timeout_counts_from_a_new_connection(
+    start: Callable[..., BridgeServer], base: Settings
+) -> None:
+    """A new connection's first head counts from the connection (0.6 s): one begun 0.45 s in
+    gets its 408 by ~0.6-0.75 s, not 0.6 s after its first byte (1.05 s). A connection that
+    sends nothing is closed without an answer: there is no request to answer."""
+    bridge = start(base.with_(head_timeout_s=0.6))
+    with Raw(bridge.port) as silent, Raw(bridge.port) as late:
+        opened = time.monotonic()
+        time.sleep(0.45)
+        late.send(b"GET /healthz HTTP/1.1\r\n")
+        reply = late.response()
+        answered = time.monotonic() - opened
+        assert reply.status == 408 and reply.headers["connection"] == "close"
+        late.expect_eof()
+        silent.expect_eof(3.0)
+    assert answered < 1.0, answered
+
+
+def test_idle_keep_alive_is_not_cut_by_the_head_timeout(
+    start: Callable[..., BridgeServer], base: Settings
+) -> None:
+    """Between requests a connection is idle, not late: the keep-alive timeout governs it."""
+    bridge = start(base.with_(head_timeout_s=0.2))
+    with Raw(bridge.port) as raw:
+        raw.send(get(b"/healthz"))
+        assert raw.response().json() == ALIVE
+        raw.quiet_for(1.0)  # five head timeouts: still open
+        raw.send(get(b"/readyz"))
+        assert raw.response().json() == READY
+        raw.quiet_for(0.6)
+        raw.send(get(b"/healthz"))  # a head sent whole is never late, however idle before
+        assert raw.response().json() == ALIVE
+
+
+def test_a_slow_body_is_not_cut_by_the_head_timeout(
+    start: Callable[..., BridgeServer], base: Settings, fake: FakeProducer, example: dict[str, Any]
+) -> None:
+    """The head timeout is the head's: a body may take up to the request deadline."""
+    bridge = start(base.with_(head_timeout_s=0.2, request_deadline_s=5.0))
+    data = post(event(20, example))
+    split = data.index(b"\r\n\r\n") + 4 + 100
+    with Raw(bridge.port) as raw:
+        raw.send(data[:split])
+        raw.quiet_for(0.6)
+        raw.send(data[split:])
+        reply = raw.response()
+        assert reply.status == 200 and reply.json() == ACCEPTED
+    assert [r[2] for r in fake.records] == ["cust_0020"]
+
+
+# --- many clients: the connection limit (BRIDGE_MAX_CONNECTIONS) -----------------------------
+
+
+def test_connections_over_the_limit_get_503_then_service_resumes(
+    start: Callable[..., BridgeServer], base: Settings, http11_servers: Servers
+) -> None:
+    """Past BRIDGE_MAX_CONNECTIONS (3) a new connection is answered 503 with Retry-After and
+    closed, whatever it sends; counted; once one closes, the next is served."""
+    bridge = start(base.with_(max_connections=3))
+    held = [Raw(bridge.port) for _ in range(3)]
+    try:
+        for raw in held:  # all three accepted and served
+            raw.send(get(b"/healthz"))
+            assert raw.response().json() == ALIVE
+        with Raw(bridge.port) as extra:
+            extra.send(get(b"/healthz"))  # sent at once, as clients do: still the 503
+            reply = extra.response()
+            assert reply.status == 503 and reply.json()["error"] == "too_many_connections"
+            assert reply.headers["retry-after"] == "7"
+            assert reply.headers["connection"] == "close"
+            extra.expect_eof()
+        for raw in held:  # the others go on
+            raw.send(get(b"/readyz"))
+            assert raw.response().json() == READY
+        held.pop().close()
+        assert wait_until(lambda: len(http11_servers.connections()) == 2)
+        with Raw(bridge.port) as again:
+            again.send(get(b"/metrics"))
+            reply = again.response()
+            assert reply.status == 200
+            assert "bridge_connections_refused_total 1.0" in reply.body.decode()
+    finally:
+        for raw in held:
+            raw.close()
 
 
 # --- graceful stop ----------------------------------------------------------------------------
