@@ -25,10 +25,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from streams.dev.daemon import Daemon
 from streams.dev.maven import fetch_once
 from streams.dev.ports import port_in_use
+from streams.kafka.security import ClientConfig, librdkafka_config
 from streams.settings import Settings
 
 POM = Path(__file__).with_name("pom.xml")
@@ -56,23 +58,41 @@ def kafka_version() -> str:
     return text[start : text.index("</kafka.version>", start)]
 
 
-def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
-    """True when a broker answers a metadata request."""
+def _client(kafka: Settings | ClientConfig | str) -> Settings | ClientConfig:
+    """A client's settings; a bare address means a plaintext listener."""
+    return Settings.from_env({}, bootstrap_servers=kafka) if isinstance(kafka, str) else kafka
+
+
+def _bootstrap(kafka: Settings | ClientConfig) -> str:
+    if isinstance(kafka, Settings):
+        return kafka.bootstrap_servers
+    return str(kafka["bootstrap.servers"])
+
+
+def _metadata(kafka: Settings | ClientConfig | str, timeout: float) -> Any:
+    """A metadata answer of the cluster (through the client builder), or None."""
     from confluent_kafka.admin import AdminClient
 
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    kafka = _client(kafka)
+    host, _, port = _bootstrap(kafka).split(",")[0].rpartition(":")
     try:
         socket.create_connection((host or "localhost", int(port)), timeout=timeout).close()
     except (OSError, ValueError):
-        return False
+        return None
     admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": int(timeout * 1000)}
+        librdkafka_config(kafka, {"log_level": 0, "socket.timeout.ms": int(timeout * 1000)})
     )
     try:
-        meta = admin.list_topics(timeout=timeout)
+        return admin.list_topics(timeout=timeout)
     except Exception:
-        return False
-    return bool(meta.brokers)
+        return None
+
+
+def broker_answers(kafka: Settings | ClientConfig | str, timeout: float = 2.0) -> bool:
+    """True when a broker answers a metadata request (`kafka`: the client settings, or the
+    address of a plaintext listener)."""
+    meta = _metadata(kafka, timeout)
+    return meta is not None and bool(meta.brokers)
 
 
 @dataclass(frozen=True)
@@ -622,7 +642,7 @@ class LocalCluster:
         fewer than their replicas, or that have no leader; None when no node answers."""
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        admin = AdminClient(librdkafka_config(_client(self.bootstrap), {"log_level": 0}))
         try:
             meta = admin.list_topics(timeout=timeout)
         except Exception:
@@ -655,22 +675,10 @@ class LocalCluster:
         return out
 
 
-def brokers_seen(bootstrap: str, timeout: float = 2.0) -> set[int]:
+def brokers_seen(kafka: Settings | ClientConfig | str, timeout: float = 2.0) -> set[int]:
     """Ids of the brokers a metadata request lists (empty when nothing answers)."""
-    from confluent_kafka.admin import AdminClient
-
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    try:
-        socket.create_connection((host or "localhost", int(port)), timeout=timeout).close()
-    except (OSError, ValueError):
-        return set()
-    admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": int(timeout * 1000)}
-    )
-    try:
-        return set(admin.list_topics(timeout=timeout).brokers)
-    except Exception:
-        return set()
+    meta = _metadata(kafka, timeout)
+    return set(meta.brokers) if meta is not None else set()
 
 
 def _java() -> str:

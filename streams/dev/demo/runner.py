@@ -73,7 +73,7 @@ def wait_until(
 
 
 def ensure_kafka(settings: Settings, started: Started) -> None:
-    if broker_answers(settings.bootstrap_servers):
+    if broker_answers(settings):
         print(f"Kafka: reusing {settings.bootstrap_servers}")
         return
     host, _, port = settings.bootstrap_servers.split(",")[0].rpartition(":")
