@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from streams.settings import Settings, add_arguments, from_args
@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     kafka = sub.add_parser(
-        "kafka", help="start, stop or inspect the local Kafka (one node, or --brokers N)"
+        "kafka",
+        help="start, stop or inspect the local Kafka (one node, or --brokers N; --secure)",
     )
     kafka.add_argument("action", choices=["start", "stop", "status", "reset"])
     kafka.add_argument(
@@ -115,6 +116,21 @@ def _configure_logging(settings: Settings) -> None:
     )
 
 
+def _print_client_settings(cluster: LocalCluster) -> None:
+    """A secured local Kafka's client settings, as env lines: file paths, never a password."""
+    import shlex
+
+    material = cluster.material
+    print("# clients: admin (a super user); bridge, worker, reader and operator likewise, with")
+    print("# their own KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD_FILE, once granted their ACLs")
+    print("# (voucherify-streams kafka acls --principal User:bridge --role bridge)")
+    for name, value in material.client_env(cluster.bootstrap).items():
+        print(f"export {name}={shlex.quote(value)}")
+    env = material.mtls_env(cluster.mtls_bootstrap, "bridge")
+    mtls = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    print(f"# mutual TLS instead (the certificate's CN is the user): {mtls}")
+
+
 def _kafka(action: str, settings: Settings, node: int | None = None) -> int:
     from streams.dev.kafka import KafkaError, LocalCluster
 
@@ -127,8 +143,13 @@ def _kafka(action: str, settings: Settings, node: int | None = None) -> int:
         if action == "start":
             started = cluster.start()
             verb = "started on" if started else "is already running on"
-            print(f"{what} {verb} {cluster.bootstrap}; log{'s' * (cluster.size > 1)}: {logs}")
-            if cluster.size > 1:
+            secured = f" ({cluster.security})" if cluster.secure else ""
+            print(
+                f"{what} {verb} {cluster.bootstrap}{secured}; log{'s' * (cluster.size > 1)}: {logs}"
+            )
+            if cluster.secure:
+                _print_client_settings(cluster)
+            elif cluster.size > 1:
                 print(f"export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap}")
         elif action == "stop":
             if cluster.stop():
@@ -144,7 +165,8 @@ def _kafka(action: str, settings: Settings, node: int | None = None) -> int:
             return 0 if cluster.nodes[0].pid() is not None else 3
         else:
             states = cluster.status()
-            print(f"{what}, bootstrap {cluster.bootstrap}:")
+            secured = f" ({cluster.security})" if cluster.secure else ""
+            print(f"{what}, bootstrap {cluster.bootstrap}{secured}:")
             for state in states:
                 print("  " + state.line())
             under = cluster.under_replicated() if any(st.answers for st in states) else None
@@ -221,10 +243,11 @@ def _operator(args: argparse.Namespace, settings: Settings) -> int:
         return operator.ERROR
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """The CLI; `environ`: the environment to read the settings from (default: the process's)."""
     args = _parser().parse_args(argv)
     try:
-        settings = from_args(args)
+        settings = from_args(args, environ)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

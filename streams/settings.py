@@ -222,6 +222,13 @@ class Settings:
         "Java heap of the local broker (of each node).",
         groups=("kafka",),
     )
+    secure: bool = setting(
+        False,
+        "STREAMS_KAFKA_SECURE",
+        "Start the local Kafka secured: SASL_SSL (SCRAM, PLAIN) with certificates of a local CA, "
+        "an mTLS listener, ACLs enforced; `kafka start` prints the client settings.",
+        groups=("kafka",),
+    )
     # --- Kafka cluster: its size, replication on it, broker-outage logs ---
     brokers: int = setting(
         1,
