@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from streams.kafka.acls import DEFAULT_READER_GROUP
 from streams.settings import Settings, add_arguments, from_args
 
 if TYPE_CHECKING:
@@ -25,15 +26,37 @@ def _parser() -> argparse.ArgumentParser:
 
     kafka = sub.add_parser(
         "kafka",
-        help="start, stop or inspect the local Kafka (one node, or --brokers N; --secure)",
+        help="start, stop or inspect the local Kafka (one node, or --brokers N; --secure); "
+        "grant a principal its role's ACLs on any Kafka (acls)",
     )
-    kafka.add_argument("action", choices=["start", "stop", "status", "reset"])
+    kafka.add_argument("action", choices=["start", "stop", "status", "reset", "acls"])
     kafka.add_argument(
         "--node",
         type=int,
         default=None,
         metavar="I",
         help="start or stop only node I (1..N) of the cluster",
+    )
+    kafka.add_argument(
+        "--principal", help="acls: the principal to grant, e.g. User:bridge (a name: User:name)"
+    )
+    kafka.add_argument(
+        "--role",
+        choices=["bridge", "worker", "reader", "operator"],
+        help="acls: what the principal runs (see streams/kafka/acls.py)",
+    )
+    kafka.add_argument(
+        "--group",
+        default=DEFAULT_READER_GROUP,
+        help="acls, role reader: its consumer group (a trailing * makes it a prefix; default "
+        "%(default)s, the groups of the project's own reader)",
+    )
+    kafka.add_argument("--dry-run", action="store_true", help="acls: list the ACLs, apply nothing")
+    kafka.add_argument(
+        "--print",
+        action="store_true",
+        dest="print_commands",
+        help="acls: print them as kafka-acls.sh command lines instead of applying them",
     )
     add_arguments(kafka, ["kafka"])
 
@@ -114,6 +137,39 @@ def _configure_logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def _kafka_acls(args: argparse.Namespace, settings: Settings) -> int:
+    from confluent_kafka import KafkaException
+
+    from streams.kafka import acls
+
+    if not args.principal or not args.role:
+        print("error: kafka acls needs --principal and --role", file=sys.stderr)
+        return 2
+    try:
+        principal = acls.principal_of(args.principal)
+        found = acls.grants(settings, args.role, args.group)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_commands:
+        print("\n".join(acls.commands(principal, found, settings.bootstrap_servers)))
+        return 0
+    if args.dry_run:
+        print(f"ACLs of role {args.role} for {principal} (not applied):")
+    else:
+        try:
+            count = acls.apply(settings, principal, found)
+        except (RuntimeError, KafkaException) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"{count} ACLs of role {args.role} in place for {principal}:")
+    width = max(len(g.name) for g in found)
+    for g in found:
+        ops = ", ".join(g.operations)
+        print(f"  {g.resource:5} {g.pattern:8} {g.name:{width}}  {ops:18} {g.why}")
+    return 0
 
 
 def _print_client_settings(cluster: LocalCluster) -> None:
@@ -257,6 +313,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return run_worker(settings)
     _configure_logging(settings)
     if args.command == "kafka":
+        if args.action == "acls":
+            return _kafka_acls(args, settings)
         return _kafka(args.action, settings, args.node)
     if args.command == "registry":
         return _registry(args.action, settings)

@@ -200,6 +200,9 @@ def install(app: faust.App, kafka: Settings | ClientConfig) -> Recovery | None:
     recovery.consumer_config = librdkafka_config(
         kafka,
         {
+            # A group.id is required; the app's own, whose ACLs the worker has: the consumer
+            # is assigned its partitions and never joins the group nor commits.
+            "group.id": app.conf.id,
             "client.id": f"{app.conf.id}-restore",
             # What Faust's own consumer reads the changelogs with.
             "isolation.level": "read_committed" if app.in_transaction else "read_uncommitted",
