@@ -96,7 +96,7 @@ def ensure_input_like(settings: Any, topic: str) -> None:
     name = settings.topic(settings.customer_deleted_topic)
     settings = resolve_replication(settings)
     spec = next(t for t in project_topics(settings) if t.name == name)
-    ensure_topics(settings.bootstrap_servers, [replace(spec, name=topic)])
+    ensure_topics(settings, [replace(spec, name=topic)])
 
 
 def delete_topics(bootstrap: str, prefix: str, app_id: str = "") -> None:

@@ -42,6 +42,7 @@ from streams.agents import metrics as worker_metrics
 from streams.agents import referrals as referral_agent
 from streams.kafka.batch_producer import WorkerProducer
 from streams.kafka.faust_consumer import Consumer as SnapshotConsumer
+from streams.kafka.security import faust_broker_kwargs, librdkafka_config
 from streams.kafka.topics import replicate_faust_topics
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
@@ -67,10 +68,6 @@ _RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 
 
 INTERNAL = ("input-rekeyed", "loyalty-deltas", "referral-deltas")
-
-
-def broker_url(bootstrap_servers: str) -> str:
-    return ";".join(f"kafka://{h.strip()}" for h in bootstrap_servers.split(",") if h.strip())
 
 
 def canonical_url(settings: Settings) -> str:
@@ -115,7 +112,7 @@ def store_url(settings: Settings) -> str:
 def build_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
-        broker=broker_url(settings.bootstrap_servers),
+        **faust_broker_kwargs(settings),
         store=store_url(settings),
         datadir=str(data_dir(settings)),
         web_host=settings.web_host,
@@ -162,12 +159,17 @@ def build_app(settings: Settings) -> faust.App:
         referrals=referral_table.create(app, settings),
         agents={},
         producer=WorkerProducer(
-            settings.bootstrap_servers,
-            {"linger.ms": settings.producer_linger_ms, "client.id": f"{settings.app_id}-worker"},
+            librdkafka_config(
+                settings,
+                {
+                    "linger.ms": settings.producer_linger_ms,
+                    "client.id": f"{settings.app_id}-worker",
+                },
+            )
         ),
     )
     if settings.fast_restore:  # tables restored in bulk ahead of Faust's own recovery
-        faust_recovery.install(app, settings.bootstrap_servers)
+        faust_recovery.install(app, settings)
     topo.agents["dedup"] = dedup_agent.register(topo)
     topo.agents["loyalty"] = loyalty_agent.register(topo)
     topo.agents["referrals"] = referral_agent.register(topo)
@@ -221,7 +223,7 @@ def drop_stale_tables(app: faust.App, settings: Settings) -> None:
     for attempt in range(1, 4):
         try:
             drop_stale(
-                settings.bootstrap_servers,
+                settings,
                 Path(app.conf.datadir),
                 Path(app.conf.tabledir),
                 changelogs(settings),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from streams.kafka.acls import DEFAULT_READER_GROUP
 from streams.settings import Settings, add_arguments, from_args
 
 if TYPE_CHECKING:
@@ -24,15 +25,38 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     kafka = sub.add_parser(
-        "kafka", help="start, stop or inspect the local Kafka (one node, or --brokers N)"
+        "kafka",
+        help="start, stop or inspect the local Kafka (one node, or --brokers N; --secure); "
+        "grant a principal its role's ACLs on any Kafka (acls)",
     )
-    kafka.add_argument("action", choices=["start", "stop", "status", "reset"])
+    kafka.add_argument("action", choices=["start", "stop", "status", "reset", "acls"])
     kafka.add_argument(
         "--node",
         type=int,
         default=None,
         metavar="I",
         help="start or stop only node I (1..N) of the cluster",
+    )
+    kafka.add_argument(
+        "--principal", help="acls: the principal to grant, e.g. User:bridge (a name: User:name)"
+    )
+    kafka.add_argument(
+        "--role",
+        choices=["bridge", "worker", "reader", "operator"],
+        help="acls: what the principal runs (see streams/kafka/acls.py)",
+    )
+    kafka.add_argument(
+        "--group",
+        default=DEFAULT_READER_GROUP,
+        help="acls, role reader: its consumer group (a trailing * makes it a prefix; default "
+        "%(default)s, the groups of the project's own reader)",
+    )
+    kafka.add_argument("--dry-run", action="store_true", help="acls: list the ACLs, apply nothing")
+    kafka.add_argument(
+        "--print",
+        action="store_true",
+        dest="print_commands",
+        help="acls: print them as kafka-acls.sh command lines instead of applying them",
     )
     add_arguments(kafka, ["kafka"])
 
@@ -115,6 +139,54 @@ def _configure_logging(settings: Settings) -> None:
     )
 
 
+def _kafka_acls(args: argparse.Namespace, settings: Settings) -> int:
+    from confluent_kafka import KafkaException
+
+    from streams.kafka import acls
+
+    if not args.principal or not args.role:
+        print("error: kafka acls needs --principal and --role", file=sys.stderr)
+        return 2
+    try:
+        principal = acls.principal_of(args.principal)
+        found = acls.grants(settings, args.role, args.group)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_commands:
+        print("\n".join(acls.commands(principal, found, settings.bootstrap_servers)))
+        return 0
+    if args.dry_run:
+        print(f"ACLs of role {args.role} for {principal} (not applied):")
+    else:
+        try:
+            count = acls.apply(settings, principal, found)
+        except (RuntimeError, KafkaException) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"{count} ACLs of role {args.role} in place for {principal}:")
+    width = max(len(g.name) for g in found)
+    for g in found:
+        ops = ", ".join(g.operations)
+        print(f"  {g.resource:5} {g.pattern:8} {g.name:{width}}  {ops:18} {g.why}")
+    return 0
+
+
+def _print_client_settings(cluster: LocalCluster) -> None:
+    """A secured local Kafka's client settings, as env lines: file paths, never a password."""
+    import shlex
+
+    material = cluster.material
+    print("# clients: admin (a super user); bridge, worker, reader and operator likewise, with")
+    print("# their own KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD_FILE, once granted their ACLs")
+    print("# (voucherify-streams kafka acls --principal User:bridge --role bridge)")
+    for name, value in material.client_env(cluster.bootstrap).items():
+        print(f"export {name}={shlex.quote(value)}")
+    env = material.mtls_env(cluster.mtls_bootstrap, "bridge")
+    mtls = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    print(f"# mutual TLS instead (the certificate's CN is the user): {mtls}")
+
+
 def _kafka(action: str, settings: Settings, node: int | None = None) -> int:
     from streams.dev.kafka import KafkaError, LocalCluster
 
@@ -127,8 +199,13 @@ def _kafka(action: str, settings: Settings, node: int | None = None) -> int:
         if action == "start":
             started = cluster.start()
             verb = "started on" if started else "is already running on"
-            print(f"{what} {verb} {cluster.bootstrap}; log{'s' * (cluster.size > 1)}: {logs}")
-            if cluster.size > 1:
+            secured = f" ({cluster.security})" if cluster.secure else ""
+            print(
+                f"{what} {verb} {cluster.bootstrap}{secured}; log{'s' * (cluster.size > 1)}: {logs}"
+            )
+            if cluster.secure:
+                _print_client_settings(cluster)
+            elif cluster.size > 1:
                 print(f"export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap}")
         elif action == "stop":
             if cluster.stop():
@@ -144,7 +221,8 @@ def _kafka(action: str, settings: Settings, node: int | None = None) -> int:
             return 0 if cluster.nodes[0].pid() is not None else 3
         else:
             states = cluster.status()
-            print(f"{what}, bootstrap {cluster.bootstrap}:")
+            secured = f" ({cluster.security})" if cluster.secure else ""
+            print(f"{what}, bootstrap {cluster.bootstrap}{secured}:")
             for state in states:
                 print("  " + state.line())
             under = cluster.under_replicated() if any(st.answers for st in states) else None
@@ -221,10 +299,11 @@ def _operator(args: argparse.Namespace, settings: Settings) -> int:
         return operator.ERROR
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """The CLI; `environ`: the environment to read the settings from (default: the process's)."""
     args = _parser().parse_args(argv)
     try:
-        settings = from_args(args)
+        settings = from_args(args, environ)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -234,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_worker(settings)
     _configure_logging(settings)
     if args.command == "kafka":
+        if args.action == "acls":
+            return _kafka_acls(args, settings)
         return _kafka(args.action, settings, args.node)
     if args.command == "registry":
         return _registry(args.action, settings)

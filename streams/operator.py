@@ -29,12 +29,16 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Producer
 from confluent_kafka import TopicPartition as KafkaTP
 
+from streams.kafka.security import librdkafka_config
 from streams.models.errors import DecodeError
 from streams.progress import Progress
 from streams.settings import Settings
 
 #: Exit codes: 0 fine, 1 an error (broker down, unknown topic, some records not published).
 OK, ERROR = 0, 1
+#: The operator tools' consumers each take a group of their own, named from this (ACLs grant
+#: the operator role these groups by prefix: streams.kafka.acls).
+OPERATOR_GROUP_PREFIX = "voucherify-streams-operator-"
 
 
 class OperatorError(RuntimeError):
@@ -52,14 +56,16 @@ class Record:
 
 def _consumer(settings: Settings) -> Consumer:
     return Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"voucherify-streams-operator-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-            "log_level": 0,
-        }
+        librdkafka_config(
+            settings,
+            {
+                "group.id": f"{OPERATOR_GROUP_PREFIX}{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "log_level": 0,
+            },
+        )
     )
 
 
@@ -491,9 +497,7 @@ def _publish(
     dead_topic = settings.topic(settings.dead_letter_topic)
     input_topic = settings.topic(settings.customer_deleted_topic)
     marks_topic = settings.topic(settings.redriven_topic)
-    producer = Producer(
-        {**base, "bootstrap.servers": settings.bootstrap_servers, "message.timeout.ms": 30_000}
-    )
+    producer = Producer(librdkafka_config(settings, base, {"message.timeout.ms": 30_000}))
     acked: list[Outcome] = []
     failed: list[str] = []
 

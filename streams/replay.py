@@ -19,6 +19,7 @@ from confluent_kafka import KafkaException, Producer
 from streams import logs
 from streams.bridge.service import producer_config
 from streams.kafka.producer import DEFAULT_CONFIG
+from streams.kafka.security import librdkafka_config
 from streams.kafka.topics import ensure_project_topics
 from streams.models.customer_deleted import envelope_from_data, parse_webhook
 from streams.models.errors import ValidationError
@@ -97,13 +98,11 @@ def replay(
             records.codec.register("CustomerDeleted", records.topic)
         except (SchemaRegistrationError, RegistryUnavailable) as exc:
             raise SystemExit(f"error: {exc}") from None
-    config = {
-        **DEFAULT_CONFIG,
-        **producer_config(settings),
-        "linger.ms": 20,
-        "message.timeout.ms": 120_000,
-        "bootstrap.servers": settings.bootstrap_servers,
-    }
+    config = librdkafka_config(
+        producer_config(settings),
+        {"linger.ms": 20, "message.timeout.ms": 120_000},
+        defaults=DEFAULT_CONFIG,
+    )
     producer = Producer(config)
     summary = Summary()
     seen: set[str] = set()

@@ -75,6 +75,15 @@ class Setting:
     def flag(self) -> str:
         return "--" + self.attr.replace("_", "-")
 
+    @property
+    def negatable(self) -> bool:
+        """A boolean on by default: its flag also has a `--no-` form."""
+        return self.parse is _bool and self.default is True
+
+    @property
+    def shown_flag(self) -> str:
+        return f"--[no-]{self.flag[2:]}" if self.negatable else self.flag
+
 
 @dataclass(frozen=True, repr=False)
 class Settings:
@@ -141,6 +150,53 @@ class Settings:
         "If set, encode with the Confluent wire format via this Schema Registry.",
     )
     log_level: str = setting("info", "STREAMS_LOG_LEVEL", "Log level: debug, info, warning, error.")
+    # --- Kafka security (every client: streams.kafka.security builds their configuration) ---
+    kafka_security_protocol: str = setting(
+        "PLAINTEXT",
+        "KAFKA_SECURITY_PROTOCOL",
+        "How clients talk to Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    )
+    kafka_sasl_mechanism: str = setting(
+        "",
+        "KAFKA_SASL_MECHANISM",
+        "SASL mechanism with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+    )
+    kafka_sasl_username: str = setting("", "KAFKA_SASL_USERNAME", "SASL user name.")
+    kafka_sasl_username_file: str = setting(
+        "", "KAFKA_SASL_USERNAME_FILE", "File holding the SASL user name (instead of the above)."
+    )
+    kafka_sasl_password: str = setting("", "KAFKA_SASL_PASSWORD", "SASL password.", secret=True)
+    kafka_sasl_password_file: str = setting(
+        "", "KAFKA_SASL_PASSWORD_FILE", "File holding the SASL password (instead of the above)."
+    )
+    kafka_ssl_ca_file: str = setting(
+        "",
+        "KAFKA_SSL_CA_FILE",
+        "PEM file of the CA certificates that sign the brokers' (empty: the system's CAs).",
+    )
+    kafka_ssl_cert_file: str = setting(
+        "", "KAFKA_SSL_CERT_FILE", "PEM client certificate, for mutual TLS (with the key below)."
+    )
+    kafka_ssl_key_file: str = setting(
+        "", "KAFKA_SSL_KEY_FILE", "PEM private key of the client certificate."
+    )
+    kafka_ssl_key_password: str = setting(
+        "",
+        "KAFKA_SSL_KEY_PASSWORD",
+        "Password of an encrypted client key.",
+        secret=True,
+    )
+    kafka_ssl_key_password_file: str = setting(
+        "",
+        "KAFKA_SSL_KEY_PASSWORD_FILE",
+        "File holding the password of an encrypted client key (instead of the above).",
+    )
+    kafka_ssl_verify_hostname: bool = setting(
+        True,
+        "KAFKA_SSL_VERIFY_HOSTNAME",
+        "Check that a broker's certificate names the host connected to (false: only that a "
+        "trusted CA signed it).",
+    )
     # --- Local Kafka (`voucherify-streams kafka`) ---
     kafka_port: int = setting(
         9092,
@@ -164,6 +220,13 @@ class Settings:
         "1g",
         "STREAMS_KAFKA_HEAP",
         "Java heap of the local broker (of each node).",
+        groups=("kafka",),
+    )
+    secure: bool = setting(
+        False,
+        "STREAMS_KAFKA_SECURE",
+        "Start the local Kafka secured: SASL_SSL (SCRAM, PLAIN) with certificates of a local CA, "
+        "an mTLS listener, ACLs enforced; `kafka start` prints the client settings.",
         groups=("kafka",),
     )
     # --- Kafka cluster: its size, replication on it, broker-outage logs ---
@@ -499,6 +562,9 @@ class Settings:
             raise ValueError(f"STREAMS_LOG_SUMMARY_S: expected >= 0, got {self.log_summary_s}")
         if self.store not in {"rocksdb://", "memory://"}:
             raise ValueError(f"STREAMS_STORE: expected rocksdb:// or memory://, got {self.store!r}")
+        from streams.kafka.security import check_settings  # it imports this module
+
+        check_settings(self)
         return self
 
     def topic(self, name: str) -> str:
@@ -557,7 +623,15 @@ def add_arguments(parser: argparse.ArgumentParser, groups: Iterable[str]) -> Non
     for s in SETTINGS:
         if not wanted.intersection(s.groups):
             continue
-        if s.parse is _bool:
+        if s.negatable:
+            parser.add_argument(
+                s.flag,
+                dest=s.attr,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{s.help} [env {s.env}]",
+            )
+        elif s.parse is _bool:
             parser.add_argument(
                 s.flag,
                 dest=s.attr,
@@ -592,7 +666,7 @@ def markdown_table() -> str:
             shown = shown.replace(local, portable)
         shown = f"`{shown}`" if shown != "" else "(empty)"
         used = ", ".join(s.groups).replace("all", "every command")
-        rows.append(f"| `{s.env}` | `{s.flag}` | {shown} | {used} | {s.help} |")
+        rows.append(f"| `{s.env}` | `{s.shown_flag}` | {shown} | {used} | {s.help} |")
     return "\n".join(rows)
 
 

@@ -6,10 +6,14 @@ on a free port and stopped at the end. Under CI=true a Kafka test fails when non
 The Schema Registry (`schema_registry`) likewise: the project's local Apicurio Registry.
 `kafka_cluster` is a three-node cluster of the project's local Kafka, started once per run on
 free ports for the tests that need replication or stop brokers (so it is always local).
+`secure_kafka` is one secured node of it (SASL_SSL, mTLS, ACLs enforced), started once per run
+on free ports by `voucherify-streams kafka start --secure` for the tests of client security.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import time
@@ -18,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.secure import SecureKafka
 
 from streams.dev.kafka import KafkaError, LocalCluster, LocalKafka, broker_answers
 from streams.dev.ports import free_port_block, free_port_pair
@@ -120,6 +125,33 @@ def kafka_cluster() -> Iterator[LocalCluster]:
         cluster.stop()
         cluster.reset()
         shutil.rmtree(cluster.cluster_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def secure_kafka() -> Iterator[SecureKafka]:
+    """One secured local Kafka node for the run (started with the CLI, whose output is kept),
+    stopped and deleted at the end. Under CI=true a test that needs it fails, never skips,
+    when it cannot start."""
+    from streams.cli import main
+
+    base = Settings.from_env()
+    port = free_port_block(3)
+    args = ["--kafka-port", str(port), "--kafka-home", base.kafka_home, "--kafka-heap", "512m"]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["kafka", "start", "--secure", *args], environ={})
+    broker = LocalKafka.from_settings(
+        Settings.from_env({}, kafka_port=port, kafka_home=base.kafka_home, secure=True)
+    )
+    if rc != 0:
+        broker.stop()
+        _no_broker(f"the secured broker did not start: {err.getvalue()}")
+    try:
+        yield SecureKafka(broker, out.getvalue())
+    finally:
+        broker.stop()
+        broker.reset()
+        shutil.rmtree(broker.state_dir, ignore_errors=True)
 
 
 @pytest.fixture

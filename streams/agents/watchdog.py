@@ -34,6 +34,8 @@ from streams.agents import EXIT_FOR_RESTART, Topology, exit_for_restart
 from streams.agents.health import not_ready
 from streams.kafka.faust_consumer import consumer_of, ends_behind
 from streams.kafka.group_offsets import GroupOffsets
+from streams.kafka.security import ClientConfig
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,12 @@ OWNERSHIP_TIMEOUT_S = 10.0
 REFRESH_EVERY_S = 10.0
 
 
-def group_lag(bootstrap: str, group: str, topics: list[str], timeout: float = 5.0) -> int | None:
+def group_lag(
+    kafka: Settings | ClientConfig, group: str, topics: list[str], timeout: float = 5.0
+) -> int | None:
     """Records of `topics` not yet committed by `group`; None when the broker does not answer
     within `timeout` (transient errors, such as a coordinator still loading, are retried)."""
-    offsets = GroupOffsets(bootstrap, group, timeout=max(0.5, timeout))
+    offsets = GroupOffsets(kafka, group, timeout=max(0.5, timeout))
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -233,7 +237,7 @@ def _register_worker(topo: Topology, topics: list[str]) -> Any:
         if now - last["since"] < timeout:
             return
         lag = await asyncio.get_running_loop().run_in_executor(
-            None, group_lag, settings.bootstrap_servers, settings.app_id, topics
+            None, group_lag, settings, settings.app_id, topics
         )
         if lag:
             exit_for_restart(

@@ -16,6 +16,7 @@ from streams.bridge.handlers import Bridge
 from streams.bridge.shared_metrics import SharedMetrics
 from streams.bridge.signature import SignatureVerifier
 from streams.kafka.producer import AsyncProducer
+from streams.kafka.security import ClientConfig, librdkafka_config
 from streams.kafka.topics import ensure_project_topics
 from streams.models.serializers.registry import RegistryUnavailable, SchemaRegistrationError
 from streams.settings import Settings
@@ -85,17 +86,20 @@ async def _keep_registering(bridge: Bridge) -> None:
         return
 
 
-def producer_config(settings: Settings) -> dict[str, Any]:
+def producer_config(settings: Settings) -> ClientConfig:
     """librdkafka settings of the bridge's producer (on top of AsyncProducer's defaults)."""
     deadline_ms = int(settings.request_deadline_s * 1000)
-    return {
-        "client.id": f"{settings.app_id}-bridge",
-        "linger.ms": settings.linger_ms,
-        # A record not acked within the request's deadline fails instead of lingering in the
-        # queue and being delivered after the sender was told 503.
-        "message.timeout.ms": max(1000, deadline_ms),
-        "request.timeout.ms": max(1000, min(30000, deadline_ms)),
-    }
+    return librdkafka_config(
+        settings,
+        {
+            "client.id": f"{settings.app_id}-bridge",
+            "linger.ms": settings.linger_ms,
+            # A record not acked within the request's deadline fails instead of lingering in
+            # the queue and being delivered after the sender was told 503.
+            "message.timeout.ms": max(1000, deadline_ms),
+            "request.timeout.ms": max(1000, min(30000, deadline_ms)),
+        },
+    )
 
 
 def verifier_of(settings: Settings) -> SignatureVerifier | None:
@@ -136,7 +140,7 @@ class BridgeService:
         self.settings = settings
         self.owned = producer is None
         if producer is None:
-            producer = AsyncProducer(settings.bootstrap_servers, producer_config(settings))
+            producer = AsyncProducer(producer_config(settings))
         self.producer = producer
         self.bridge = Bridge(settings, producer, codec=codec, verifier=verifier)
         if shared is not None:  # one of --workers N

@@ -11,6 +11,12 @@ Ports: node i (1..N) listens on `base + 2(i-1)` (clients and replication) and `b
 base ports are ten or more apart never collide, and one node keeps the ports it always had.
 State: one node under `<home>/<port>/`, a cluster under `<home>/cluster-<base>/` (`cluster.json`:
 size and cluster id; `node-<i>/`: data, server.properties, kafka.log, kafka.pid).
+
+Secured (`--secure`, STREAMS_KAFKA_SECURE; see streams.dev.secure): clients connect with SASL_SSL
+on the same port, an mTLS listener is added (one node: base + 2; node i of a cluster of N:
+base + 2N + i - 1), ACLs are enforced, and the state lives apart, under `<home>/<port>-secure/`
+or `<home>/cluster-<base>-secure/` (with `security/`: certificates and passwords), so a plaintext
+and a secured Kafka of one base port keep their data side by side (never running at once).
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from streams.dev.daemon import Daemon
 from streams.dev.maven import fetch_once
 from streams.dev.ports import port_in_use
+from streams.dev.secure import ADMIN, MaterialError, SecurityMaterial
+from streams.kafka.security import ClientConfig, librdkafka_config
 from streams.settings import Settings
 
 POM = Path(__file__).with_name("pom.xml")
@@ -56,23 +65,41 @@ def kafka_version() -> str:
     return text[start : text.index("</kafka.version>", start)]
 
 
-def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
-    """True when a broker answers a metadata request."""
+def _client(kafka: Settings | ClientConfig | str) -> Settings | ClientConfig:
+    """A client's settings; a bare address means a plaintext listener."""
+    return Settings.from_env({}, bootstrap_servers=kafka) if isinstance(kafka, str) else kafka
+
+
+def _bootstrap(kafka: Settings | ClientConfig) -> str:
+    if isinstance(kafka, Settings):
+        return kafka.bootstrap_servers
+    return str(kafka["bootstrap.servers"])
+
+
+def _metadata(kafka: Settings | ClientConfig | str, timeout: float) -> Any:
+    """A metadata answer of the cluster (through the client builder), or None."""
     from confluent_kafka.admin import AdminClient
 
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    kafka = _client(kafka)
+    host, _, port = _bootstrap(kafka).split(",")[0].rpartition(":")
     try:
         socket.create_connection((host or "localhost", int(port)), timeout=timeout).close()
     except (OSError, ValueError):
-        return False
+        return None
     admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": int(timeout * 1000)}
+        librdkafka_config(kafka, {"log_level": 0, "socket.timeout.ms": int(timeout * 1000)})
     )
     try:
-        meta = admin.list_topics(timeout=timeout)
+        return admin.list_topics(timeout=timeout)
     except Exception:
-        return False
-    return bool(meta.brokers)
+        return None
+
+
+def broker_answers(kafka: Settings | ClientConfig | str, timeout: float = 2.0) -> bool:
+    """True when a broker answers a metadata request (`kafka`: the client settings, or the
+    address of a plaintext listener)."""
+    meta = _metadata(kafka, timeout)
+    return meta is not None and bool(meta.brokers)
 
 
 @dataclass(frozen=True)
@@ -94,6 +121,11 @@ class LocalKafka:
     cluster_id: str = ""
     #: Extra JVM options (the tests trade peak speed for a quicker start-up).
     jvm_options: tuple[str, ...] = ()
+    #: Secured (see the module docstring): SASL_SSL on `port`, mutual TLS on `mtls_port`.
+    secure: bool = False
+    mtls_port: int = 0
+    #: Where the certificates and passwords are (a cluster's nodes share them).
+    security_root: Path | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalKafka:
@@ -102,6 +134,8 @@ class LocalKafka:
             settings.controller_port,
             Path(settings.kafka_home),
             settings.kafka_heap,
+            secure=settings.secure,
+            mtls_port=single_mtls_port(settings.kafka_port, settings.controller_port),
         )
 
     @property
@@ -109,12 +143,30 @@ class LocalKafka:
         return f"localhost:{self.port}"
 
     @property
+    def mtls_bootstrap(self) -> str:
+        return f"localhost:{self.mtls_port}"
+
+    @property
+    def material(self) -> SecurityMaterial:
+        return SecurityMaterial(self.security_root or self.state_dir / "security")
+
+    def client_settings(self, user: str = ADMIN, mechanism: str = "SCRAM-SHA-512") -> Settings:
+        """The settings of a client of this node (`user`'s, when secured)."""
+        material = self.material if self.secure else None
+        return client_settings(self.bootstrap, material, user, mechanism)
+
+    @property
+    def security(self) -> str:
+        """How clients connect, for status lines."""
+        return security_line(self.secure, self.mtls_bootstrap)
+
+    @property
     def jars(self) -> Path:
         return self.home / "jars" / kafka_version()
 
     @property
     def state_dir(self) -> Path:
-        return self.state_root or self.home / str(self.port)
+        return self.state_root or self.home / f"{self.port}{'-secure' if self.secure else ''}"
 
     @property
     def data_dir(self) -> Path:
@@ -147,8 +199,9 @@ class LocalKafka:
         pid = self.pid()
         if pid is None:
             return f"not running (port {self.port}; log {self.log_file})"
-        state = "answering" if broker_answers(self.bootstrap) else "not answering yet"
-        return f"running, pid {pid}, {self.bootstrap}, {state}; log {self.log_file}"
+        state = "answering" if self.answers() else "not answering yet"
+        secured = f" ({self.security})" if self.secure else ""
+        return f"running, pid {pid}, {self.bootstrap}{secured}, {state}; log {self.log_file}"
 
     # --- start/stop ---
     def describe(self) -> str:
@@ -159,9 +212,12 @@ class LocalKafka:
         )
 
     def check_ports(self) -> None:
-        for port in (self.port, self.controller_port):
+        ports = (self.port, self.controller_port, *((self.mtls_port,) if self.secure else ()))
+        for port in ports:
             if port_in_use(port):
-                kind = "port" if port == self.port else "controller port"
+                kind = {self.port: "port", self.controller_port: "controller port"}.get(
+                    port, "mTLS port"
+                )
                 whose = f"node {self.node_id}'s {kind}" if self.cluster_size > 1 else kind
                 raise KafkaError(
                     f"port {port} is already in use by another process ({whose}); choose "
@@ -174,10 +230,22 @@ class LocalKafka:
         jars = self.fetch_jars()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         props = self.state_dir / "server.properties"
+        scram: list[str] = []
+        if self.secure:
+            try:
+                self.material.ensure()
+            except MaterialError as exc:
+                raise KafkaError(str(exc)) from None
+            scram = self.material.scram_arguments()
+            props.touch(mode=0o600)  # it holds the PLAIN users' and the keystore's passwords
+            props.chmod(0o600)
         props.write_text(self._properties(self.data_dir), encoding="utf-8")
         if (self.data_dir / "meta.properties").exists():
             return None
         cluster_id = self.cluster_id or new_cluster_id()
+        if self.secure:  # the storage tool prints the SCRAM credentials' records
+            (self.state_dir / "format.out").touch(mode=0o600)
+            (self.state_dir / "format.out").chmod(0o600)
         with open(self.state_dir / "format.out", "wb") as out:
             return subprocess.Popen(
                 [
@@ -192,6 +260,7 @@ class LocalKafka:
                     cluster_id,
                     "-c",
                     str(props),
+                    *scram,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -235,7 +304,7 @@ class LocalKafka:
     def start(self, timeout: float = 90.0) -> bool:
         """Start the broker; False when it was already running. Waits until it answers."""
         if self.pid() is not None:
-            if not broker_answers(self.bootstrap, timeout=timeout):
+            if not self.answers(timeout=timeout):
                 raise KafkaError(
                     f"broker pid {self.pid()} is running but does not answer on "
                     f"port {self.port}; see {self.log_file}"
@@ -250,7 +319,7 @@ class LocalKafka:
         while time.monotonic() < deadline:
             if err := self.exited(proc):
                 raise err
-            if broker_answers(self.bootstrap, timeout=1.0):
+            if self.answers(timeout=1.0):
                 return True
             time.sleep(0.3)
         self.stop()
@@ -264,7 +333,7 @@ class LocalKafka:
         return self.daemon.signal_stop()
 
     def answers(self, timeout: float = 2.0) -> bool:
-        return broker_answers(self.bootstrap, timeout=timeout)
+        return broker_answers(self.client_settings(), timeout=timeout)
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stop the broker; False when it was not running."""
@@ -287,15 +356,31 @@ class LocalKafka:
     def _properties(self, data: Path) -> str:
         rf, min_isr = replication_for(self.cluster_size)
         voters = self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}"
+        if self.secure:
+            listeners = [
+                f"listeners=CLIENT://127.0.0.1:{self.port},MTLS://127.0.0.1:{self.mtls_port},"
+                f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=CLIENT://localhost:{self.port},"
+                f"MTLS://localhost:{self.mtls_port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=CLIENT",
+                "listener.security.protocol.map=CLIENT:SASL_SSL,MTLS:SSL,CONTROLLER:PLAINTEXT",
+                *self.material.broker_properties(),
+            ]
+        else:
+            listeners = [
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            ]
         lines = [
             "process.roles=broker,controller",
             f"node.id={self.node_id}",
             f"controller.quorum.voters={voters}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://localhost:{self.port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            *listeners,
             f"log.dirs={data}",
             "num.partitions=1",
             "auto.create.topics.enable=true",
@@ -323,6 +408,29 @@ class LocalKafka:
         return "\n".join([*lines, ""])
 
 
+def security_line(secure: bool, mtls_bootstrap: str) -> str:
+    if not secure:
+        return "PLAINTEXT"
+    return f"secured: SASL_SSL, mTLS on {mtls_bootstrap}, ACLs enforced"
+
+
+def single_mtls_port(port: int, controller_port: int) -> int:
+    """The mTLS port of a secured single node: the port after its two others."""
+    return max(port, controller_port) + 1
+
+
+def client_settings(
+    bootstrap: str,
+    material: SecurityMaterial | None,
+    user: str = ADMIN,
+    mechanism: str = "SCRAM-SHA-512",
+) -> Settings:
+    """The client settings of a local Kafka: plaintext, or `user`'s on the SASL_SSL listener."""
+    if material is None:
+        return Settings.from_env({}, bootstrap_servers=bootstrap)
+    return Settings.from_env(material.client_env(bootstrap, user, mechanism))
+
+
 def new_cluster_id() -> str:
     cluster_id = "-"
     while cluster_id.startswith("-"):  # the storage tool would read it as an option
@@ -344,8 +452,9 @@ class NodeStatus:
             state = "not running"
         else:
             state = f"pid {self.pid}, " + ("answering" if self.answers else "NOT answering")
+        mtls = f", mTLS localhost:{n.mtls_port}" if n.secure else ""
         return (
-            f"node {n.node_id} ({role}): {state}; localhost:{n.port}, controller "
+            f"node {n.node_id} ({role}): {state}; localhost:{n.port}{mtls}, controller "
             f"127.0.0.1:{n.controller_port}; log {n.log_file}"
         )
 
@@ -362,6 +471,8 @@ class LocalCluster:
     #: One node only: its controller port when not `base_port + 1`.
     controller_port: int = 0
     jvm_options: tuple[str, ...] = ()
+    #: Secured (see the module docstring).
+    secure: bool = False
     _cluster_id: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
@@ -377,20 +488,32 @@ class LocalCluster:
             Path(settings.kafka_home),
             settings.kafka_heap,
             settings.kafka_controller_port,
+            secure=settings.secure,
         )
 
     @classmethod
     def for_command(cls, settings: Settings, action: str) -> LocalCluster:
         """The cluster a `kafka` command means. Without --brokers (one node), a cluster whose
         data lives at this base port is meant when no single node runs there: so `stop`,
-        `status` and `reset` need no --brokers, and `start` finds a running cluster."""
+        `status` and `reset` need no --brokers, and `start` finds a running cluster. Likewise
+        a command without --secure finds a secured Kafka running there (and the other way
+        round), except `reset`, which deletes the data of exactly the one named."""
+        cluster = cls._for_command(settings, action)
+        if action != "reset" and not cluster.running():
+            other = cls._for_command(settings.with_(secure=not settings.secure), action)
+            if other.running():
+                return other
+        return cluster
+
+    @classmethod
+    def _for_command(cls, settings: Settings, action: str) -> LocalCluster:
         cluster = cls.from_settings(settings)
         if cluster.size > 1 or cluster.nodes[0].pid() is not None:
             return cluster
         recorded = cluster.recorded_size()
         if recorded is None or recorded == 1:
             return cluster
-        other = cls(cluster.base_port, recorded, cluster.home, cluster.heap)
+        other = cls(cluster.base_port, recorded, cluster.home, cluster.heap, secure=cluster.secure)
         if action != "start" or other.running():
             return other
         return cluster
@@ -398,16 +521,17 @@ class LocalCluster:
     def __post_init__(self) -> None:
         if not 1 <= self.size <= MAX_NODES:
             raise KafkaError(f"--brokers: expected 1 to {MAX_NODES}, got {self.size}")
-        if not 1024 <= self.base_port <= 65535 - 2 * self.size + 1:
+        span = 3 * self.size if self.secure else 2 * self.size
+        if not 1024 <= self.base_port <= 65535 - span + 1:
             raise KafkaError(
                 f"--kafka-port {self.base_port}: a {self.size}-node cluster needs ports "
-                f"{self.base_port}-{self.base_port + 2 * self.size - 1} within 1024-65535"
+                f"{self.base_port}-{self.base_port + span - 1} within 1024-65535"
             )
 
     # --- layout ---
     @property
     def cluster_dir(self) -> Path:
-        return self.home / f"cluster-{self.base_port}"
+        return self.home / f"cluster-{self.base_port}{'-secure' if self.secure else ''}"
 
     @property
     def manifest(self) -> Path:
@@ -435,10 +559,17 @@ class LocalCluster:
             controller = self.controller_port or self.base_port + 1
             return [
                 LocalKafka(
-                    self.base_port, controller, self.home, self.heap, jvm_options=self.jvm_options
+                    self.base_port,
+                    controller,
+                    self.home,
+                    self.heap,
+                    jvm_options=self.jvm_options,
+                    secure=self.secure,
+                    mtls_port=single_mtls_port(self.base_port, controller),
                 )
             ]
         ports = [(self.base_port + 2 * i, self.base_port + 2 * i + 1) for i in range(self.size)]
+        mtls_base = self.base_port + 2 * self.size
         voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
         return [
             LocalKafka(
@@ -452,6 +583,9 @@ class LocalCluster:
                 state_root=self.cluster_dir / f"node-{i + 1}",
                 cluster_id=self.cluster_id(),
                 jvm_options=self.jvm_options,
+                secure=self.secure,
+                mtls_port=mtls_base + i,
+                security_root=self.cluster_dir / "security",
             )
             for i, (port, controller) in enumerate(ports)
         ]
@@ -464,6 +598,24 @@ class LocalCluster:
     @property
     def bootstrap(self) -> str:
         return ",".join(n.bootstrap for n in self.nodes)
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        return ",".join(n.mtls_bootstrap for n in self.nodes)
+
+    @property
+    def material(self) -> SecurityMaterial:
+        return self.nodes[0].material
+
+    @property
+    def security(self) -> str:
+        """How clients connect, for status lines."""
+        return security_line(self.secure, self.mtls_bootstrap)
+
+    def client_settings(self, user: str = ADMIN, mechanism: str = "SCRAM-SHA-512") -> Settings:
+        """The settings of a client of the cluster (`user`'s, when secured)."""
+        material = self.material if self.secure else None
+        return client_settings(self.bootstrap, material, user, mechanism)
 
     def running(self) -> list[LocalKafka]:
         return [n for n in self.nodes if n.pid() is not None]
@@ -518,7 +670,7 @@ class LocalCluster:
             for node_id, (node, proc) in list(pending.items()):
                 if err := node.exited(proc):
                     raise err
-                seen = brokers_seen(node.bootstrap)
+                seen = brokers_seen(node.client_settings())
                 if len(seen) == self.size if everyone else node_id in seen:
                     del pending[node_id]
             if not pending:
@@ -532,7 +684,7 @@ class LocalCluster:
 
     def _sees_cluster(self, node: LocalKafka) -> bool:
         """The node answers, and its metadata lists every node as a broker."""
-        return len(brokers_seen(node.bootstrap)) == self.size
+        return len(brokers_seen(node.client_settings())) == self.size
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         """Until every node answers and sees the whole cluster."""
@@ -622,7 +774,7 @@ class LocalCluster:
         fewer than their replicas, or that have no leader; None when no node answers."""
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        admin = AdminClient(librdkafka_config(self.client_settings(), {"log_level": 0}))
         try:
             meta = admin.list_topics(timeout=timeout)
         except Exception:
@@ -655,22 +807,10 @@ class LocalCluster:
         return out
 
 
-def brokers_seen(bootstrap: str, timeout: float = 2.0) -> set[int]:
+def brokers_seen(kafka: Settings | ClientConfig | str, timeout: float = 2.0) -> set[int]:
     """Ids of the brokers a metadata request lists (empty when nothing answers)."""
-    from confluent_kafka.admin import AdminClient
-
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    try:
-        socket.create_connection((host or "localhost", int(port)), timeout=timeout).close()
-    except (OSError, ValueError):
-        return set()
-    admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": int(timeout * 1000)}
-    )
-    try:
-        return set(admin.list_topics(timeout=timeout).brokers)
-    except Exception:
-        return set()
+    meta = _metadata(kafka, timeout)
+    return set(meta.brokers) if meta is not None else set()
 
 
 def _java() -> str:

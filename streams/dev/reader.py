@@ -6,11 +6,31 @@ import contextlib
 import time
 import uuid
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+
+from streams.kafka.security import ClientConfig, librdkafka_config
+from streams.settings import Settings
+
+#: The readers' consumer groups are named from this (one of its own per read).
+GROUP_PREFIX = "reader-"
+#: Errors that no waiting cures: raised at once instead of reading nothing until the timeout.
+REFUSED = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError._AUTHENTICATION,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+}
+
+
+def client_source(kafka: Settings | ClientConfig | str) -> Settings | ClientConfig:
+    """The settings or configuration of a client; a bare address means a plaintext listener."""
+    if isinstance(kafka, str):
+        return Settings.from_env({}, bootstrap_servers=kafka)
+    return kafka
 
 
 def read_topic(
-    bootstrap: str,
+    kafka: Settings | ClientConfig | str,
     topic: str,
     expected: int | None = None,
     timeout: float = 30.0,
@@ -23,18 +43,22 @@ def read_topic(
     after the first message; in any case after `timeout` seconds. With `to_end`: every
     partition read directly (no group to join) up to its end as it was when called, then
     stops (for topics written without transactions, whose end is what read_committed reaches).
+    `kafka`: the settings (their brokers and security), or a plaintext bootstrap address. Not
+    authorized to read (ACLs) or to connect: KafkaException at once.
     """
     if to_end:
-        return _read_to_end(bootstrap, topic, timeout)
+        return _read_to_end(kafka, topic, timeout)
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "log_level": 3,
-        }
+        librdkafka_config(
+            client_source(kafka),
+            {
+                "group.id": f"{GROUP_PREFIX}{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "log_level": 3,
+            },
+        )
     )
     consumer.subscribe([topic])
     out: list[Message] = []
@@ -47,7 +71,11 @@ def read_topic(
             if expected is None and out and time.monotonic() - last > idle:
                 break
             msg = consumer.poll(0.2)
-            if msg is None or msg.error():
+            if msg is None:
+                continue
+            if err := msg.error():
+                if err.code() in REFUSED:
+                    raise KafkaException(err)
                 continue
             out.append(msg)
             last = time.monotonic()
@@ -57,22 +85,27 @@ def read_topic(
     return out
 
 
-def _read_to_end(bootstrap: str, topic: str, timeout: float) -> list[Message]:
+def _read_to_end(kafka: Settings | ClientConfig | str, topic: str, timeout: float) -> list[Message]:
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "log_level": 3,
-        }
+        librdkafka_config(
+            client_source(kafka),
+            {
+                "group.id": f"{GROUP_PREFIX}{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "log_level": 3,
+            },
+        )
     )
     out: list[Message] = []
     deadline = time.monotonic() + timeout
     try:
-        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        meta = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        if meta.error is not None and meta.error.code() in REFUSED:
+            raise KafkaException(meta.error)
+        partitions = meta.partitions
         ends = {
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
             for p in partitions
@@ -80,7 +113,11 @@ def _read_to_end(bootstrap: str, topic: str, timeout: float) -> list[Message]:
         todo = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         while todo and time.monotonic() < deadline:
-            out.extend(m for m in consumer.consume(1000, 0.2) if not m.error())
+            for m in consumer.consume(1000, 0.2):
+                if (err := m.error()) is None:
+                    out.append(m)
+                elif err.code() in REFUSED:
+                    raise KafkaException(err)
             for p in list(todo):
                 position = consumer.position([TopicPartition(topic, p)])[0].offset
                 if position >= ends[p]:

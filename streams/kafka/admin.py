@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.kafka.security import ClientConfig, librdkafka_config
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: What a topic may not be created with: another principal's to create (ACLs).
+NOT_AUTHORIZED = {"TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED"}
 
 
 @dataclass(frozen=True)
@@ -18,15 +30,15 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
-def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+def admin_client(kafka: Settings | ClientConfig) -> AdminClient:
+    return AdminClient(librdkafka_config(kafka, {"log_level": 3}))
 
 
-def cluster_size(bootstrap: str, timeout: float = 30.0) -> int:
+def cluster_size(kafka: Settings | ClientConfig, timeout: float = 30.0) -> int:
     """How many brokers the cluster has: those the metadata lists, plus any broker named as a
     replica of a partition while it is down (the metadata lists only live brokers, and a worker
     restarted during a broker outage must not take a 3-node cluster for a 2-node one)."""
-    meta = admin_client(bootstrap).list_topics(timeout=timeout)
+    meta = admin_client(kafka).list_topics(timeout=timeout)
     ids = set(meta.brokers)
     for topic in meta.topics.values():
         for partition in topic.partitions.values():
@@ -34,9 +46,13 @@ def cluster_size(bootstrap: str, timeout: float = 30.0) -> int:
     return len(ids)
 
 
-def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
-    admin = admin_client(bootstrap)
+def ensure_topics(
+    kafka: Settings | ClientConfig, specs: Iterable[TopicSpec], timeout: float = 30.0
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. A topic this
+    principal may not create (ACLs: another component's topic, or one it may not even see) is
+    left to one that may."""
+    admin = admin_client(kafka)
     existing = set(admin.list_topics(timeout=timeout).topics)
     new = [
         NewTopic(
@@ -51,15 +67,21 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 3
     if not new:
         return []
     created = []
+    refused: set[str] = set()
     for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
         try:
             fut.result(timeout)
             created.append(name)
         except KafkaException as exc:
             # Another process may have created it meanwhile: that is fine.
-            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+            if exc.args[0].name() in NOT_AUTHORIZED:
+                refused.add(name)
+            elif exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
-    _wait_for_partitions(admin, {t.topic: t.num_partitions for t in new}, timeout)
+    if refused:
+        log.info("not authorized to create %s: left to their owners", ", ".join(sorted(refused)))
+    wanted = {t.topic: t.num_partitions for t in new if t.topic not in refused}
+    _wait_for_partitions(admin, wanted, timeout)
     return created
 
 

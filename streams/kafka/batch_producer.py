@@ -17,12 +17,13 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, cast
+from collections.abc import Callable
+from typing import cast
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from streams.kafka.producer import DEFAULT_CONFIG, DeliveryFailed, librdkafka_log
+from streams.kafka.security import ClientConfig, librdkafka_config
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,16 @@ DELIVERY_TIMEOUT_S = 120.0
 class WorkerProducer:
     """A process-wide librdkafka producer, started on first use, with its poll thread."""
 
-    def __init__(self, bootstrap_servers: str, config: Mapping[str, Any] | None = None) -> None:
-        self._config: dict[str, Any] = {
-            **DEFAULT_CONFIG,
-            "bootstrap.servers": bootstrap_servers,
-            "delivery.timeout.ms": int(DELIVERY_TIMEOUT_S * 1000) - 5000,
-            **(config or {}),
-        }
+    def __init__(self, config: ClientConfig) -> None:
+        """`config`: built by `librdkafka_config`, over `DEFAULT_CONFIG` and the delivery
+        timeout."""
+        self._config = librdkafka_config(
+            config,
+            defaults={
+                **DEFAULT_CONFIG,
+                "delivery.timeout.ms": int(DELIVERY_TIMEOUT_S * 1000) - 5000,
+            },
+        )
         self._producer: Producer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -52,8 +56,7 @@ class WorkerProducer:
         if producer is None:
             with self._lock:
                 if self._producer is None:
-                    config = dict(self._config)
-                    config.setdefault("logger", librdkafka_log)
+                    config = librdkafka_config(self._config, defaults={"logger": librdkafka_log})
                     self._producer = Producer(config)
                     self._thread = threading.Thread(
                         target=self._poll, name="worker-producer-poll", daemon=True

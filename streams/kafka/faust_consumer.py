@@ -149,9 +149,10 @@ class Consumer(faust_aiokafka.Consumer):
     # --- 3. admission -----------------------------------------------------------------
     def group_offsets(self) -> GroupOffsets:
         if self._offsets is None:
-            conf = self.app.conf
-            servers = ",".join(f"{u.host}:{u.port or 9092}" for u in conf.broker)
-            self._offsets = GroupOffsets(servers, conf.id)
+            # The worker's settings (streams.app.build_app): the same brokers and security as
+            # the app's own clients.
+            settings = self.app.topology.settings  # type: ignore[attr-defined]
+            self._offsets = GroupOffsets(settings, self.app.conf.id)
         return self._offsets
 
     async def lookup_starts(self) -> None:

@@ -11,8 +11,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from streams.kafka.security import ClientConfig, librdkafka_config
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 Part = tuple[str, int]
 
@@ -20,20 +26,22 @@ Part = tuple[str, int]
 class GroupOffsets:
     """One confluent-kafka client for one group; thread-safe (calls are serialised)."""
 
-    def __init__(self, bootstrap: str, group: str, timeout: float = 10.0) -> None:
+    def __init__(self, kafka: Settings | ClientConfig, group: str, timeout: float = 10.0) -> None:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": group,
-                "client.id": f"{group}-offsets-{uuid.uuid4().hex[:6]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                # What Faust's at-least-once consumer reads: transaction markers count as gaps.
-                "isolation.level": "read_uncommitted",
-                "log_level": 0,
-            }
+            librdkafka_config(
+                kafka,
+                {
+                    "group.id": group,
+                    "client.id": f"{group}-offsets-{uuid.uuid4().hex[:6]}",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    # What Faust's at-least-once consumer reads: transaction markers are gaps.
+                    "isolation.level": "read_uncommitted",
+                    "log_level": 0,
+                },
+            )
         )
 
     def close(self) -> None:

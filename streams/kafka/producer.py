@@ -27,11 +27,12 @@ import logging
 import threading
 import time
 from _thread import get_ident
-from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from streams.kafka.security import ClientConfig, librdkafka_config
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +90,14 @@ class AsyncProducer:
 
     def __init__(
         self,
-        bootstrap_servers: str,
-        config: Mapping[str, Any] | None = None,
+        config: ClientConfig,
         *,
         probe_interval_s: float = 1.0,
         poll_timeout_s: float = 0.05,
     ) -> None:
-        self._config: dict[str, Any] = {
-            **DEFAULT_CONFIG,
-            "bootstrap.servers": bootstrap_servers,
-            **(config or {}),
-        }
+        """`config`: built by `librdkafka_config` (connection and security, and the caller's
+        own settings), over `DEFAULT_CONFIG`."""
+        self._config = librdkafka_config(config, defaults=DEFAULT_CONFIG)
         self._probe_interval_s = probe_interval_s
         self._poll_timeout_s = poll_timeout_s
         self._producer: Producer | None = None
@@ -128,9 +126,9 @@ class AsyncProducer:
             return
         self._loop = asyncio.get_running_loop()
         self._loop_thread = get_ident()
-        config = dict(self._config)
-        config.setdefault("error_cb", self._on_error)
-        config.setdefault("logger", librdkafka_log)
+        config = librdkafka_config(
+            self._config, defaults={"error_cb": self._on_error, "logger": librdkafka_log}
+        )
         self._producer = Producer(config)
         producer = self._producer
         # Fail start-up loudly when nothing answers (in a thread: list_topics blocks).

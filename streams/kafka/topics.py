@@ -74,7 +74,7 @@ def resolve_replication(settings: Settings, timeout: float = 30.0) -> Settings:
     the module docstring). Asks the broker only when not set."""
     if settings.topic_replication:
         return settings
-    size = cluster_size(settings.bootstrap_servers, timeout)
+    size = cluster_size(settings, timeout)
     return settings.with_(topic_replication=min(3, max(1, size)))
 
 
@@ -88,7 +88,7 @@ def ensure_project_topics(
     """Create the project's topics that do not exist yet; returns the names created."""
     settings = resolve_replication(settings, timeout)
     specs = project_topics(settings, internal=internal, changelogs=changelogs)
-    return ensure_topics(settings.bootstrap_servers, specs, timeout)
+    return ensure_topics(settings, specs, timeout)
 
 
 def replicate_faust_topics(app: Any, settings: Settings) -> None:

@@ -31,6 +31,8 @@ from faust.tables import base as faust_tables_base
 from faust.tables import recovery as faust_recovery
 from faust.types import TP
 
+from streams.kafka.security import ClientConfig, librdkafka_config
+from streams.settings import Settings
 from streams.tables.restore import (
     LOG_EVERY_S,
     BulkRestore,
@@ -75,7 +77,7 @@ def sink_for(table: Any, tp: TP) -> tuple[Sink | None, str]:
 class Recovery(faust_recovery.Recovery):  # type: ignore[misc]
     """Faust's recovery, with the bulk restore ahead of its own reading."""
 
-    consumer_config: dict[str, Any] | None = None  # None: Faust's path only
+    consumer_config: ClientConfig | None = None  # None: Faust's path only
     fast_stats: Stats
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -129,7 +131,8 @@ class Recovery(faust_recovery.Recovery):  # type: ignore[misc]
             len(targets),
         )
         try:
-            restore = BulkRestore(self.consumer_config or {}, [t for _, t in targets])
+            assert self.consumer_config is not None
+            restore = BulkRestore(self.consumer_config, [t for _, t in targets])
             while True:
                 more = restore.step(timeout=0.05)
                 stats.records = base + restore.records
@@ -187,18 +190,23 @@ class Recovery(faust_recovery.Recovery):  # type: ignore[misc]
             )
 
 
-def install(app: faust.App, bootstrap_servers: str) -> Recovery | None:
+def install(app: faust.App, kafka: Settings | ClientConfig) -> Recovery | None:
     """Give `app`'s table manager this module's Recovery (before the app starts)."""
     tables: Any = app.tables
     if tables._recovery is not None:
         log.warning("fast restore off: the table manager already has its recovery service")
         return None
     recovery = Recovery(app, tables, beacon=tables.beacon, loop=tables.loop)
-    recovery.consumer_config = {
-        "bootstrap.servers": bootstrap_servers,
-        "client.id": f"{app.conf.id}-restore",
-        # What Faust's own consumer reads the changelogs with.
-        "isolation.level": "read_committed" if app.in_transaction else "read_uncommitted",
-    }
+    recovery.consumer_config = librdkafka_config(
+        kafka,
+        {
+            # A group.id is required; the app's own, whose ACLs the worker has: the consumer
+            # is assigned its partitions and never joins the group nor commits.
+            "group.id": app.conf.id,
+            "client.id": f"{app.conf.id}-restore",
+            # What Faust's own consumer reads the changelogs with.
+            "isolation.level": "read_committed" if app.in_transaction else "read_uncommitted",
+        },
+    )
     tables._recovery = recovery
     return recovery

@@ -30,6 +30,8 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from faust.stores.rocksdb import Store
 
 from streams.kafka.admin import admin_client
+from streams.kafka.security import ClientConfig
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +129,18 @@ def changelog_ends(
 
 
 def drop_stale(
-    bootstrap: str, data_dir: Path, tabledir: Path, tables: Mapping[str, str], timeout: float = 30
+    kafka: Settings | ClientConfig,
+    data_dir: Path,
+    tabledir: Path,
+    tables: Mapping[str, str],
+    timeout: float = 30,
 ) -> list[Path]:
     """Remove the table partitions under `tabledir` the broker no longer backs; returns them.
 
     `tables` maps each table's name to its changelog topic.
     """
     partitions = local_partitions(tabledir, tables)
-    admin = admin_client(bootstrap)
+    admin = admin_client(kafka)
     cluster = admin.describe_cluster(request_timeout=timeout).result(timeout).cluster_id
     marker = data_dir / CLUSTER_ID_FILE
     known = marker.read_text().strip() if marker.exists() else None

@@ -22,6 +22,8 @@ from typing import Any, Protocol, cast
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from streams.kafka.security import ClientConfig, librdkafka_config
+
 log = logging.getLogger(__name__)
 
 #: Records taken from the consumer per step: a step blocks the event loop, keep it short.
@@ -123,13 +125,15 @@ class Stats:
 class BulkRestore:
     """Reads `targets` with one consumer; `step()` applies one chunk, False once all done."""
 
-    def __init__(self, config: dict[str, Any], targets: Iterable[Target]) -> None:
+    def __init__(self, config: ClientConfig, targets: Iterable[Target]) -> None:
         self.targets = {(t.topic, t.partition): t for t in targets if t.end > t.start}
         self.total = sum(t.end - t.start for t in self.targets.values())
         self.records = 0
         self._consumer: Consumer | None = None
         if self.targets:
-            conf = {"group.id": f"restore-{uuid.uuid4().hex}", **CONSUMER_CONFIG, **config}
+            conf = librdkafka_config(
+                config, defaults={"group.id": f"restore-{uuid.uuid4().hex}", **CONSUMER_CONFIG}
+            )
             self._consumer = Consumer(conf)
             self._consumer.assign(
                 [TopicPartition(t.topic, t.partition, t.start) for t in self.targets.values()]
@@ -210,7 +214,7 @@ def _offset(m: Message) -> int:
 
 
 def run(
-    config: dict[str, Any],
+    config: ClientConfig,
     targets: list[Target],
     deadline: float,
     on_progress: Callable[[BulkRestore], None] | None = None,

@@ -47,7 +47,7 @@ class Pipeline:
 
     def __init__(self, topo: Topology) -> None:
         settings = topo.settings
-        self.bootstrap = settings.bootstrap_servers
+        self.settings = settings
         self.group = settings.app_id
         self.input = topo.input.get_topic_name()
         self.dead_letters = settings.topic(settings.dead_letter_topic)
@@ -66,7 +66,7 @@ class Pipeline:
 
     def _read(self) -> dict[str, Any]:
         if self._offsets is None:
-            self._offsets = GroupOffsets(self.bootstrap, self.group, timeout=5.0)
+            self._offsets = GroupOffsets(self.settings, self.group, timeout=5.0)
         offsets = self._offsets
         parts = [(self.input, p) for p in offsets.partitions(self.input)]
         marks = offsets.watermarks(parts)

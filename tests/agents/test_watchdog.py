@@ -14,14 +14,14 @@ pytestmark = pytest.mark.kafka
 
 def test_group_lag_counts_uncommitted_records(settings: Settings) -> None:
     topic = settings.topic("watchdog")
-    ensure_topics(settings.bootstrap_servers, [TopicSpec(topic, 2)])
+    ensure_topics(settings, [TopicSpec(topic, 2)])
     # The first look may wait for the broker to create its offsets topic.
-    assert group_lag(settings.bootstrap_servers, settings.app_id, [topic], timeout=30) == 0
+    assert group_lag(settings, settings.app_id, [topic], timeout=30) == 0
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
     for i in range(5):
         producer.produce(topic, value=b"x", partition=i % 2)
     assert producer.flush(30) == 0
-    assert group_lag(settings.bootstrap_servers, settings.app_id, [topic], timeout=30) == 5
+    assert group_lag(settings, settings.app_id, [topic], timeout=30) == 5
 
     consumer = Consumer(
         {
@@ -32,5 +32,6 @@ def test_group_lag_counts_uncommitted_records(settings: Settings) -> None:
     )
     consumer.commit(offsets=[TopicPartition(topic, 0, 2)], asynchronous=False)
     consumer.close()
-    assert group_lag(settings.bootstrap_servers, settings.app_id, [topic], timeout=30) == 3
-    assert group_lag("localhost:1", settings.app_id, [topic], timeout=1) is None
+    assert group_lag(settings, settings.app_id, [topic], timeout=30) == 3
+    nowhere = settings.with_(bootstrap_servers="localhost:1")
+    assert group_lag(nowhere, settings.app_id, [topic], timeout=1) is None

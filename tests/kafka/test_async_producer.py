@@ -8,6 +8,7 @@ import pytest
 
 from streams.kafka import producer as producer_module
 from streams.kafka.producer import AsyncProducer
+from streams.kafka.security import librdkafka_config
 from streams.kafka.topics import ensure_project_topics
 from streams.settings import Settings
 
@@ -21,7 +22,7 @@ def test_lone_record_is_served_by_the_poll_thread_many_by_the_loop(settings: Set
     topic = settings.topic(settings.customer_deleted_topic)
 
     async def main() -> tuple[bool, bool, int]:
-        p = AsyncProducer(settings.bootstrap_servers, {"linger.ms": 0})
+        p = AsyncProducer(librdkafka_config(settings, {"linger.ms": 0}))
         await p.start()
         try:
             await p.send(topic, b"warm-up", b"k")

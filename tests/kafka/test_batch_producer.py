@@ -11,6 +11,7 @@ from streams.dev.reader import read_topic
 from streams.kafka.admin import TopicSpec, ensure_topics
 from streams.kafka.batch_producer import BatchSender, WorkerProducer
 from streams.kafka.producer import DeliveryFailed
+from streams.kafka.security import librdkafka_config
 from streams.settings import Settings
 
 pytestmark = pytest.mark.kafka
@@ -18,8 +19,8 @@ pytestmark = pytest.mark.kafka
 
 def test_senders_wait_for_their_records(settings: Settings) -> None:
     topic, changelog = settings.topic("bp.out"), settings.topic("bp.table-changelog")
-    ensure_topics(settings.bootstrap_servers, [TopicSpec(topic, 3), TopicSpec(changelog, 2)])
-    producer = WorkerProducer(settings.bootstrap_servers, {"linger.ms": 5})
+    ensure_topics(settings, [TopicSpec(topic, 3), TopicSpec(changelog, 2)])
+    producer = WorkerProducer(librdkafka_config(settings, {"linger.ms": 5}))
     offsets: list[tuple[str, int, int]] = []
 
     async def scenario() -> tuple[int, int]:
@@ -52,9 +53,9 @@ def test_senders_wait_for_their_records(settings: Settings) -> None:
 
 def test_a_refused_record_fails_delivered(settings: Settings) -> None:
     topic = settings.topic("bp.small")
-    ensure_topics(settings.bootstrap_servers, [TopicSpec(topic, 1)])
+    ensure_topics(settings, [TopicSpec(topic, 1)])
     producer = WorkerProducer(
-        settings.bootstrap_servers, {"message.timeout.ms": 3000, "delivery.timeout.ms": 3000}
+        librdkafka_config(settings, {"message.timeout.ms": 3000, "delivery.timeout.ms": 3000})
     )
 
     async def scenario() -> None:

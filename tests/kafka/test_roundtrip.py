@@ -17,8 +17,8 @@ pytestmark = pytest.mark.kafka
 
 def test_confluent_kafka_round_trip(settings: Settings) -> None:
     topic = settings.topic("roundtrip.confluent")
-    assert ensure_topics(settings.bootstrap_servers, [TopicSpec(topic, 3)]) == [topic]
-    assert ensure_topics(settings.bootstrap_servers, [TopicSpec(topic, 3)]) == []
+    assert ensure_topics(settings, [TopicSpec(topic, 3)]) == [topic]
+    assert ensure_topics(settings, [TopicSpec(topic, 3)]) == []
     producer = Producer(
         {"bootstrap.servers": settings.bootstrap_servers, "enable.idempotence": True, "acks": "all"}
     )
@@ -40,7 +40,7 @@ def test_confluent_kafka_round_trip(settings: Settings) -> None:
 
 def test_aiokafka_round_trip(settings: Settings) -> None:
     topic = settings.topic("roundtrip.aiokafka")
-    ensure_topics(settings.bootstrap_servers, [TopicSpec(topic, 2)])
+    ensure_topics(settings, [TopicSpec(topic, 2)])
 
     async def main() -> list[tuple[bytes, bytes]]:
         producer = AIOKafkaProducer(

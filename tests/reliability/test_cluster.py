@@ -70,7 +70,7 @@ def csettings(cluster_healthy: LocalCluster, unique: str, tmp_path: Path) -> Ite
         retry_after_s=1,
     )
     yield settings
-    admin = admin_client(settings.bootstrap_servers)
+    admin = admin_client(settings)
     mine = [
         t
         for t in admin.list_topics(timeout=10).topics
@@ -86,7 +86,7 @@ def csettings(cluster_healthy: LocalCluster, unique: str, tmp_path: Path) -> Ite
 def input_leaders(settings: Settings) -> Counter[int]:
     """Input partitions led per broker id (node i is broker i)."""
     topic = settings.topic(settings.customer_deleted_topic)
-    meta = admin_client(settings.bootstrap_servers).list_topics(topic, timeout=10)
+    meta = admin_client(settings).list_topics(topic, timeout=10)
     return Counter(p.leader for p in meta.topics[topic].partitions.values())
 
 
@@ -94,7 +94,7 @@ def replication_of(settings: Settings) -> set[tuple[int, str]]:
     """(replicas, min.insync.replicas) of the test's topics, as the broker has them."""
     from confluent_kafka.admin import ConfigResource
 
-    admin = admin_client(settings.bootstrap_servers)
+    admin = admin_client(settings)
     meta = admin.list_topics(timeout=10)
     mine = [t for t in meta.topics if t.startswith((settings.topic_prefix, settings.app_id))]
     configs = admin.describe_configs([ConfigResource("topic", t) for t in mine])

@@ -452,7 +452,7 @@ class Run:
         next_note = 0.0
         while time.monotonic() < deadline:
             self._supervise()
-            lag = group_lag(s.bootstrap_servers, s.app_id, self.group_topics, timeout=5)
+            lag = group_lag(s, s.app_id, self.group_topics, timeout=5)
             if lag == 0:
                 self.timeline("drained: every input and internal partition committed to its end")
                 return 0

@@ -75,7 +75,7 @@ def wait_for_totals(
 def latest_per_key(settings: Settings, topic_setting: str) -> dict[str, dict[str, Any]]:
     codec = get_codec(settings)
     latest: dict[str, dict[str, Any]] = {}
-    for msg in read_topic(settings.bootstrap_servers, settings.topic(topic_setting), idle=3):
+    for msg in read_topic(settings, settings.topic(topic_setting), idle=3):
         key = (msg.key() or b"").decode()
         if not msg.value():  # a tombstone: the key was deleted (an expired day)
             latest.pop(key, None)
@@ -113,9 +113,7 @@ def fact_counts(settings: Settings) -> tuple[int, int]:
     """(distinct customers with a CustomerDeletion fact, repeated facts). A crash may repeat a
     fact; a repeat must be identical to the first (the topic is compacted by customer id)."""
     codec = get_codec(settings)
-    msgs = read_topic(
-        settings.bootstrap_servers, settings.topic(settings.deletions_topic), timeout=60, idle=5
-    )
+    msgs = read_topic(settings, settings.topic(settings.deletions_topic), timeout=60, idle=5)
     first: dict[bytes, Any] = {}
     repeats = 0
     for m in msgs:
@@ -148,7 +146,7 @@ def lost_acknowledged(settings: Settings, acked: list[Webhook]) -> set[str]:
     acked_ids = {json.loads(h.body)["id"] for h in acked}
     # Read to the end as it is now: a 2xx was sent only once its record was in the log.
     topic = read_topic(
-        settings.bootstrap_servers,
+        settings,
         settings.topic(settings.customer_deleted_topic),
         timeout=120,
         to_end=True,

@@ -17,6 +17,8 @@ from faust.types import Message as FaustMessage
 
 from streams.dev.reader import read_topic
 from streams.kafka.admin import TopicSpec, ensure_topics
+from streams.kafka.security import librdkafka_config
+from streams.settings import Settings
 from streams.tables import faust_recovery, restore
 
 pytestmark = pytest.mark.kafka
@@ -40,7 +42,8 @@ MODEL: dict[bytes, bytes] = {}
 def _changelog(kafka: str, topic: str) -> dict[int, int]:
     """Overwrites, deletions and keys set again after their deletion (each key in one
     partition, as a table writes it); returns the end offsets."""
-    ensure_topics(kafka, [TopicSpec(topic, PARTITIONS, 1, {"cleanup.policy": "compact"})])
+    compacted = TopicSpec(topic, PARTITIONS, 1, {"cleanup.policy": "compact"})
+    ensure_topics(Settings.from_env({}, bootstrap_servers=kafka), [compacted])
     rng = random.Random(5)
     p = Producer({"bootstrap.servers": kafka, "linger.ms": 5})
     MODEL.clear()
@@ -90,7 +93,8 @@ def _bulk(table: Any, kafka: str, topic: str, ranges: dict[int, tuple[int, int]]
         sink, why = faust_recovery.sink_for(table, TP(topic, part))
         assert sink is not None, why
         targets.append(restore.Target(topic, part, start, end, sink))
-    done = restore.run({"bootstrap.servers": kafka}, targets, time.monotonic() + 60)
+    config = librdkafka_config(Settings.from_env({}, bootstrap_servers=kafka))
+    done = restore.run(config, targets, time.monotonic() + 60)
     assert all(t.done for t in targets), done.targets
 
 

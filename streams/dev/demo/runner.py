@@ -72,10 +72,12 @@ def wait_until(
     raise RuntimeError(f"{what} not ready after {timeout:.0f}s; see {log}")
 
 
-def ensure_kafka(settings: Settings, started: Started) -> None:
-    if broker_answers(settings.bootstrap_servers):
+def ensure_kafka(settings: Settings, started: Started) -> Settings:
+    """Reuse the Kafka `settings` name, or start the local one; the settings to use with it
+    (a secured local Kafka's: its admin user's)."""
+    if broker_answers(settings):
         print(f"Kafka: reusing {settings.bootstrap_servers}")
-        return
+        return settings
     host, _, port = settings.bootstrap_servers.split(",")[0].rpartition(":")
     if host not in {"localhost", "127.0.0.1"}:
         raise KafkaError(f"Kafka at {settings.bootstrap_servers} does not answer")
@@ -85,6 +87,11 @@ def ensure_kafka(settings: Settings, started: Started) -> None:
     print(f"Kafka: starting {what} on {cluster.bootstrap} (log {logs}) ...")
     cluster.start()
     started.kafka = cluster
+    if cluster.secure:
+        env = cluster.material.client_env(cluster.bootstrap)
+        print(f"Kafka: secured; the worker and the bridge connect as {env['KAFKA_SASL_USERNAME']}")
+        settings = Settings.from_env({**settings.to_env(), **env})
+    return settings
 
 
 def ensure_service(
@@ -266,7 +273,7 @@ def run(
     logs = Path(settings.data_dir) / "logs"
     started = Started()
     try:
-        ensure_kafka(settings, started)
+        settings = ensure_kafka(settings, started)
         worker = ensure_worker(settings, started, logs)
         bridge = ensure_bridge(settings, started, logs)
         print(f"Dashboard: {worker}/dashboard (follows the webhooks live)")
