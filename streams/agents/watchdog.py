@@ -6,16 +6,20 @@
   the group, and after broker outages (faust-streaming #175, #523, #629). It is resumed and
   re-sought once; still stalled after another period, the worker exits to be restarted. Which
   partitions are behind or stalled is kept in `Topology.health` for the views and `/readyz`.
-- **Ownership**: every source partition must be held by some member of the group. A leader
-  whose metadata lacked a topic when it assigned (the broker away or still loading its metadata
-  during a start-up) leaves that topic's partitions to nobody, and aiokafka notices only at
-  its next metadata refresh, 5 minutes later, while Faust says `Worker ready`. After each
-  assignment, and every few seconds after, the group's members are compared with the
-  metadata; partitions nobody holds (or a source topic missing) make the worker not ready and
-  its totals not current, and it refreshes its metadata and rejoins the group (every member
-  runs this, so the leader does too); still unowned after STREAMS_PARTITION_STALL_S with
-  records waiting there, it exits to be restarted. Until the first check after an assignment
-  the worker is not ready either: an empty assignment is no proof of health.
+- **Ownership**: every source partition must be held by some member of the group, this worker
+  among them. Both were seen to fail after a broker outage during a worker's start-up, while
+  Faust said `Worker ready` and consumed nothing for minutes: a leader whose metadata lacked a
+  topic when it assigned (Faust's assignor skips it as a "missing topic") leaves its
+  partitions to nobody until aiokafka's next metadata refresh, 5 minutes later; and a member
+  whose session expired during the outage went on with an assignment the group had dropped
+  (the group Empty). After each assignment, and every few seconds after, the group's state
+  and members are compared with fresh metadata; partitions nobody holds, a source topic
+  missing, this worker not a member, or the group unsettled for longer than a rebalance may
+  take make the worker not ready and its totals not current, and it refreshes its metadata
+  and rejoins the group (every member runs this, so the leader does too); still so after
+  STREAMS_PARTITION_STALL_S with records waiting, it exits to be restarted. Until the first
+  check after an assignment the worker is not ready either: an empty assignment is no proof
+  of health.
 - **Worker** (STREAMS_STALL_TIMEOUT_S, 300 s): consumed nothing at all that long while the
   group has records waiting: exit to be restarted.
 
@@ -28,6 +32,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from streams.agents import EXIT_FOR_RESTART, Topology, exit_for_restart
@@ -146,7 +151,11 @@ def _register_partitions(topo: Topology) -> Any:
 
 def _register_ownership(topo: Topology, topics: list[str], ensure_topics: Callable[[], Any]) -> Any:
     settings, app, health = topo.settings, topo.app, topo.health
-    state: dict[str, Any] = {"at": 0.0, "since": None, "refreshed": 0.0}
+    group = settings.app_id
+    # How long the group may be rebalancing without this worker taking part (another member
+    # joining or leaving) before that counts as a problem.
+    settle_s = float(app.conf.broker_rebalance_timeout)
+    state: dict[str, Any] = {"at": 0.0, "since": None, "unsettled": None, "refreshed": 0.0}
 
     @app.timer(OWNERSHIP_CHECK_S[0])
     async def ownership_watchdog() -> None:
@@ -159,32 +168,37 @@ def _register_ownership(topo: Topology, topics: list[str], ensure_topics: Callab
         if settled and now - state["at"] < OWNERSHIP_CHECK_S[1]:
             return
         state["at"] = now
-        loop = asyncio.get_running_loop()
         try:
             found = await asyncio.wait_for(consumer.group_ownership(topics), OWNERSHIP_TIMEOUT_S)
         except Exception as exc:  # the broker is away: nothing new to say
             log.debug("group ownership check skipped: %s", exc)
             return
-        if not found.stable or consumer.guard.generation != generation or not_ready(app):
+        if consumer.guard.generation != generation or not_ready(app):
             return  # a rebalance began meanwhile
-        unowned = [f"{t} (missing)" for t in found.missing]
-        unowned += [f"{t}[{p}]" for t, p in found.unowned]
-        health.unowned = unowned
-        if not unowned:
+        if found.state != "Stable":
+            state["unsettled"] = state["unsettled"] or now
+            if now - state["unsettled"] < settle_s:
+                return  # another member joining or leaving: this worker will be asked to rejoin
+        else:
+            state["unsettled"] = None
+        problems = found.problems(group)
+        health.unowned = problems
+        if not problems:
             if state["since"] is not None:
                 log.info("every source partition is held by the group again")
             state["since"] = None
             health.owned_generation = generation
             return
         health.owned_generation = None
-        if state["since"] is None:
-            state["since"] = now
+        if state["since"] is None:  # counted from when the group was first seen unsettled
+            state["since"] = state["unsettled"] or now
             topo.metrics.unowned_found.inc()
             log.warning(
-                "no member of group %s holds %s: refreshing the metadata and rejoining",
-                settings.app_id,
-                ", ".join(unowned),
+                "the group does not hold every source partition (%s): refreshing the metadata "
+                "and rejoining",
+                ", ".join(problems),
             )
+        loop = asyncio.get_running_loop()
         if now - state["refreshed"] >= REFRESH_EVERY_S:
             state["refreshed"] = now
             if found.missing:
@@ -192,15 +206,19 @@ def _register_ownership(topo: Topology, topics: list[str], ensure_topics: Callab
             await consumer.refresh_group()
         stall_s = settings.partition_stall_s
         if stall_s > 0 and now - state["since"] >= stall_s:
+            offsets = consumer.group_offsets()
             waiting = await loop.run_in_executor(
-                None, _records_waiting, consumer.group_offsets(), list(found.unowned)
+                None,
+                partial(_records_waiting, offsets, list(found.unowned))
+                if found.unowned
+                else partial(offsets.lag, topics),
             )
             if waiting:
                 exit_for_restart(
-                    "no member of group %s has held %s for %.0fs, with %d records waiting",
-                    settings.app_id,
-                    ", ".join(unowned),
+                    "the group has not held every source partition for %.0fs (%s), with %d "
+                    "records waiting",
                     now - state["since"],
+                    ", ".join(problems),
                     waiting,
                     reason="unowned",
                 )

@@ -11,7 +11,7 @@ What a request that is not signed costs: the stripping is C and linear, and it s
 first byte that is not JSON, so rejecting a wrong signature costs one HMAC of the body, the
 stripping (~1 ms per MiB of formatted JSON, ~3 ms of token-dense JSON, microseconds for a body
 that is not JSON) and at most one more HMAC. A body with lone surrogate escapes is formatted
-twice, with a scan of it per stand-in tried (see `_format_swapped`). Measured by
+twice, with a scan of it per stand-in tried, four at most (see `_format_swapped`). Measured by
 bench/signature.py (docs/BENCHMARKS.md, "Signature check"). A body with no JSON whitespace byte
 at all is its own stripped form, and one whose only whitespace is inside strings strips to
 itself: each is hashed once.
@@ -19,7 +19,8 @@ itself: each is hashed once.
 Where there is no stripped form (only the raw body is checked):
 - the body is not JSON msgspec reads: malformed, or nested deeper than its limit (~1000);
 - the body holds lone surrogate escapes (`"\\ud800"`, valid JSON that msgspec refuses) and
-  every stand-in prefix is taken (see `_format_swapped`: twenty prefixes would have to occur).
+  the four stand-ins tried occur in it already (`\\uA`, `\\uB`, `\\uC`, `\\uE`: escapes of
+  U+A000 and above in upper case, which JSON writers rarely emit; see `_format_swapped`).
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ _WHITESPACE = (b" ", b"\n", b"\r", b"\t")
 #: The prefixes of the surrogate escapes \uD800-\uDFFF, whichever case.
 _SURROGATE_PREFIXES = (b"\\ud", b"\\uD")
 #: What a surrogate prefix is swapped for while msgspec formats: a `\u` escape of a BMP code
-#: point that is no surrogate (any hex digit but d/D). The rarest in real JSON first (escapes
-#: of U+A000 and above, in upper case), since each one found in the body costs a scan of it.
-_STAND_INS = tuple(b"\\u" + bytes([c]) for c in b"ABCEFabcef9876543210")
+#: point that is no surrogate (any hex digit but d/D), the rarest in real JSON (escapes of
+#: U+A000 and above, in upper case). Four at most: each costs a scan of the body (about an
+#: HMAC's time), and a body crafted to hold them all must not cost more than that.
+_STAND_INS = (b"\\uA", b"\\uB", b"\\uC", b"\\uE")
 
 
 def _compact(body: bytes) -> bytes:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,14 +32,26 @@ class TopicSpec:
 
 
 def admin_client(kafka: Settings | ClientConfig) -> AdminClient:
+    """An admin client; its log lines reach Python's logging when it is polled (`served`)."""
     return AdminClient(librdkafka_config(kafka, {"log_level": 3}))
+
+
+@contextlib.contextmanager
+def served(admin: AdminClient) -> Iterator[AdminClient]:
+    """`admin`, polled on the way out: what librdkafka logged meanwhile (a broker away: one
+    line per attempt) goes to Python's logging, where it is summarised."""
+    try:
+        yield admin
+    finally:
+        admin.poll(0)
 
 
 def cluster_size(kafka: Settings | ClientConfig, timeout: float = 30.0) -> int:
     """How many brokers the cluster has: those the metadata lists, plus any broker named as a
     replica of a partition while it is down (the metadata lists only live brokers, and a worker
     restarted during a broker outage must not take a 3-node cluster for a 2-node one)."""
-    meta = admin_client(kafka).list_topics(timeout=timeout)
+    with served(admin_client(kafka)) as admin:
+        meta = admin.list_topics(timeout=timeout)
     ids = set(meta.brokers)
     for topic in meta.topics.values():
         for partition in topic.partitions.values():
@@ -52,7 +65,11 @@ def ensure_topics(
     """Create the topics that do not exist yet; returns the names created. A topic this
     principal may not create (ACLs: another component's topic, or one it may not even see) is
     left to one that may."""
-    admin = admin_client(kafka)
+    with served(admin_client(kafka)) as admin:
+        return _ensure_topics(admin, specs, timeout)
+
+
+def _ensure_topics(admin: AdminClient, specs: Iterable[TopicSpec], timeout: float) -> list[str]:
     existing = set(admin.list_topics(timeout=timeout).topics)
     new = [
         NewTopic(

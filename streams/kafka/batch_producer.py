@@ -22,7 +22,7 @@ from typing import cast
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from streams.kafka.producer import DEFAULT_CONFIG, DeliveryFailed, librdkafka_log
+from streams.kafka.producer import DEFAULT_CONFIG, DeliveryFailed
 from streams.kafka.security import ClientConfig, librdkafka_config
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class WorkerProducer:
         if producer is None:
             with self._lock:
                 if self._producer is None:
-                    config = librdkafka_config(self._config, defaults={"logger": librdkafka_log})
+                    config = librdkafka_config(self._config)
                     self._producer = Producer(config)
                     self._thread = threading.Thread(
                         target=self._poll, name="worker-producer-poll", daemon=True

@@ -263,28 +263,41 @@ class Consumer(faust_aiokafka.Consumer):
 class Ownership:
     """Which partitions of a group's topics its members hold, as the broker says."""
 
-    #: Whether the group's assignment has settled (a rebalance in progress says nothing).
-    stable: bool
+    #: The group's state: "Stable" once its assignment has settled.
+    state: str
+    #: Whether the asking consumer is one of the group's members.
+    member: bool = False
     #: Topics the metadata does not list (not created yet, or deleted).
     missing: tuple[str, ...] = ()
     #: Partitions of the listed topics that no member of the group holds.
     unowned: tuple[tuple[str, int], ...] = ()
 
+    def problems(self, group: str) -> list[str]:
+        """What keeps the group from holding every partition (empty: nothing)."""
+        if self.state != "Stable":
+            return [f"group {group} is {self.state or 'unknown'}, not Stable"]
+        if not self.member:
+            return [f"this worker is not a member of group {group}"]
+        return [f"{t} (missing)" for t in self.missing] + [f"{t}[{p}]" for t, p in self.unowned]
+
 
 async def _ownership(consumer: Any, group: str, topics: Iterable[str]) -> Ownership:
     """In the consumer's thread (or any aiokafka consumer's loop): see
     `Consumer.group_ownership`."""
-    client = consumer._client
-    node = consumer._coordinator.coordinator_id
+    client, coordinator = consumer._client, consumer._coordinator
+    node = coordinator.coordinator_id
     if node is None:
         raise KafkaError(f"the coordinator of group {group} is not known")
     response = await client.send(node, DescribeGroupsRequest([group]))
     described = response.to_object()["groups"][0]
-    if described["error_code"] or described["state"] != "Stable":
-        return Ownership(stable=False)
+    if described["error_code"]:
+        raise KafkaError(f"describing group {group}: error {described['error_code']}")
+    if described["state"] != "Stable":
+        return Ownership(state=described["state"])
+    members = described["members"]
     held = {
         (tp.topic, tp.partition)
-        for member in described["members"]
+        for member in members
         for tp in ConsumerProtocol.ASSIGNMENT.decode(member["member_assignment"]).partitions()
     }
     cluster = await client.fetch_all_metadata()
@@ -297,7 +310,12 @@ async def _ownership(consumer: Any, group: str, topics: Iterable[str]) -> Owners
         for p in sorted(cluster.partitions_for_topic(t) or ())
         if (t, p) not in held
     )
-    return Ownership(stable=True, missing=missing, unowned=unowned)
+    return Ownership(
+        state="Stable",
+        member=any(m["member_id"] == coordinator.member_id for m in members),
+        missing=missing,
+        unowned=unowned,
+    )
 
 
 async def _refresh_group(consumer: Any) -> None:

@@ -61,9 +61,6 @@ LOOP_POLL_INTERVAL_S = 0.001
 #: From this many records in librdkafka's queue the loop serves the reports (see above).
 LOOP_POLL_FROM = 2
 
-#: librdkafka's own log lines (a broker outage repeats them: streams.logs summarises them).
-librdkafka_log = logging.getLogger("streams.kafka.librdkafka")
-
 
 class ProducerError(Exception):
     """Base of the errors a caller may turn into 503 / retry later."""
@@ -126,9 +123,7 @@ class AsyncProducer:
             return
         self._loop = asyncio.get_running_loop()
         self._loop_thread = get_ident()
-        config = librdkafka_config(
-            self._config, defaults={"error_cb": self._on_error, "logger": librdkafka_log}
-        )
+        config = librdkafka_config(self._config, defaults={"error_cb": self._on_error})
         self._producer = Producer(config)
         producer = self._producer
         # Fail start-up loudly when nothing answers (in a thread: list_topics blocks).

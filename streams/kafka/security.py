@@ -26,6 +26,7 @@ only, and the errors here name settings and paths, never values.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,7 +42,13 @@ __all__ = [
     "check_settings",
     "faust_broker_kwargs",
     "librdkafka_config",
+    "librdkafka_log",
 ]
+
+#: librdkafka's own log lines, from every client: through Python's logging (so a broker outage's
+#: repeats are summarised by streams.logs, and formatted like every other line) rather than
+#: librdkafka's default of writing to stderr. They reach it when the client is polled.
+librdkafka_log = logging.getLogger("streams.kafka.librdkafka")
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -102,6 +109,7 @@ def librdkafka_config(
     before, to add to. Then, lowest first: `defaults` (under everything, even `source`'s own
     keys), `source`, each of `layers`, `overrides` (keys without dots, e.g. `logger=...`).
     Neither layers, overrides nor defaults may set `security.protocol`, `sasl.*` or `ssl.*`.
+    Every client logs through `librdkafka_log` unless a layer says otherwise.
     """
     from streams.settings import Settings
 
@@ -124,7 +132,7 @@ def librdkafka_config(
             f"{', '.join(bad)}: set only from the KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and "
             "KAFKA_SSL_* settings"
         )
-    return _rebuild({**(defaults or {}), **base, **extra})
+    return _rebuild({"logger": librdkafka_log, **(defaults or {}), **base, **extra})
 
 
 def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:

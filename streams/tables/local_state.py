@@ -29,7 +29,7 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from faust.stores.rocksdb import Store
 
-from streams.kafka.admin import admin_client
+from streams.kafka.admin import admin_client, served
 from streams.kafka.security import ClientConfig
 from streams.settings import Settings
 
@@ -140,7 +140,17 @@ def drop_stale(
     `tables` maps each table's name to its changelog topic.
     """
     partitions = local_partitions(tabledir, tables)
-    admin = admin_client(kafka)
+    with served(admin_client(kafka)) as admin:
+        return _drop_stale(admin, data_dir, partitions, tables, timeout)
+
+
+def _drop_stale(
+    admin: AdminClient,
+    data_dir: Path,
+    partitions: list[Partition],
+    tables: Mapping[str, str],
+    timeout: float,
+) -> list[Path]:
     cluster = admin.describe_cluster(request_timeout=timeout).result(timeout).cluster_id
     marker = data_dir / CLUSTER_ID_FILE
     known = marker.read_text().strip() if marker.exists() else None

@@ -141,7 +141,8 @@ def unready_reason(app: faust.App, health: Health) -> dict[str, Any] | None:
     if health.stalled:
         return {"error": "not current", "reason": "partitions stalled", "stalled": health.stalled}
     if health.unowned:
-        return {"error": "not current", "reason": "partitions unowned", "unowned": health.unowned}
+        reason = "the group does not hold every partition"
+        return {"error": "not current", "reason": reason, "unowned": health.unowned}
     consumer = consumer_of(app)
     if consumer is not None and health.owned_generation != consumer.guard.generation:
         return {"error": "not ready", "reason": "checking that the group holds every partition"}

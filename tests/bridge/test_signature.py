@@ -193,9 +193,8 @@ def test_stripping_equals_the_regex_on_utf8_json(obj: Any, indent: Any, separato
         b'[ "\\ud83d\\ude00", "\\ud83d" ,"\\uDE00\\ud800" ]',
         # an escaped backslash before "ud800" is no escape, beside a real lone surrogate
         b'[ "\\\\ud800", "\\udfff" ]',
-        # the first stand-ins taken (\uA-\uF, \ua-\ue): \uf and \u9 stand in
-        b'[ "\\uA030\\uB030\\uC030\\uE030\\uF030\\ua030\\ub030\\uc030\\ue030",'
-        b' "\\ud800", "\\uD800" ]',
+        # the first stand-ins taken (\uA, \uB): \uC and \uE stand in
+        b'[ "\\uA030\\uB030\\ua030\\uf030", "\\ud800", "\\uD800" ]',
         # a string ending in an escaped backslash, then whitespace and a string starting with
         # the stand-in's letters: no "\u<h>" can form across the gap
         b'[ "\\\\" ,  "uA", "\\\\",\n"uA\\ud800" ]',
@@ -212,7 +211,7 @@ def test_lone_surrogates_are_stripped_exactly(body: bytes) -> None:
 
 def test_lone_surrogates_with_every_stand_in_taken_have_no_stripped_form() -> None:
     """Documented: then only the raw body is checked."""
-    taken = b"".join(b'"\\u%c000" ' % c for c in b"0123456789abcefABCEF")
+    taken = b"".join(b'"\\u%c000" ' % c for c in b"ABCE")
     body = b"[ " + taken.replace(b'" "', b'", "') + b', "\\ud800" ]'
     assert strip_json_whitespace(body) is None
     verifier = SignatureVerifier(["k"])

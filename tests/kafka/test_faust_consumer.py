@@ -72,13 +72,22 @@ BASE = faust_aiokafka.Consumer
 @pytest.mark.kafka
 def test_group_ownership_and_refresh_on_a_real_group(kafka: str, unique: str) -> None:
     """What the ownership watchdog asks, through a plain aiokafka group member: partitions no
-    member holds, topics missing; and a refresh makes the member rejoin."""
+    member holds, topics missing; a refresh makes the member rejoin; a member the group dropped
+    (its session expired while it went on) is told so."""
     held, free, missing = (f"t{unique}.{name}" for name in ("held", "free", "missing"))
-    ensure_topics(kafka, [TopicSpec(held, 3), TopicSpec(free, 2)])
+    ensure_topics(
+        Settings.from_env({}, bootstrap_servers=kafka), [TopicSpec(held, 3), TopicSpec(free, 2)]
+    )
     group = f"g{unique}"
 
-    async def run() -> tuple[Ownership, Ownership, int, int]:
-        member = AIOKafkaConsumer(held, bootstrap_servers=kafka, group_id=group)
+    async def run() -> tuple[Ownership, Ownership, Ownership, Ownership, int, int]:
+        member = AIOKafkaConsumer(
+            held,
+            bootstrap_servers=kafka,
+            group_id=group,
+            session_timeout_ms=6000,
+            enable_auto_commit=False,  # a commit would keep its session alive, as a heartbeat
+        )
         await member.start()
         try:
             while len(member.assignment()) < 3:  # joined and assigned
@@ -98,14 +107,34 @@ def test_group_ownership_and_refresh_on_a_real_group(kafka: str, unique: str) ->
                 two = await _ownership(member, group, [held, free])
             finally:
                 await both.stop()
-            return one, two, generation, member._coordinator.generation
+            while len(member.assignment()) < 3:  # the other member left: all of `held` again
+                await member.getmany(timeout_ms=100)
+            two_generation = member._coordinator.generation
+            # The group drops a member whose session expired; the member does not know yet.
+            coordinator = member._coordinator
+            await coordinator._stop_heartbeat_task()
+            dropped = await _ownership(member, group, [held])
+            while dropped.state == "Stable":
+                await asyncio.sleep(0.5)
+                dropped = await _ownership(member, group, [held])
+            await _refresh_group(member)
+            again = await _ownership(member, group, [held])
+            while again != Ownership("Stable", True):
+                await member.getmany(timeout_ms=100)
+                again = await _ownership(member, group, [held])
+            return one, two, dropped, again, generation, two_generation
         finally:
             await member.stop()
 
-    one, two, before, after = asyncio.run(asyncio.wait_for(run(), 120))
-    assert one == Ownership(stable=True, missing=(missing,), unowned=((free, 0), (free, 1)))
-    assert two == Ownership(stable=True)
+    one, two, dropped, again, before, after = asyncio.run(asyncio.wait_for(run(), 120))
+    assert one == Ownership("Stable", True, missing=(missing,), unowned=((free, 0), (free, 1)))
+    assert one.problems(group) == [f"{missing} (missing)", f"{free}[0]", f"{free}[1]"]
+    assert two == Ownership("Stable", True)
+    assert two.problems(group) == []
     assert after > before  # the refresh rejoined the group
+    assert dropped.state == "Empty"
+    assert dropped.problems(group) == [f"group {group} is Empty, not Stable"]
+    assert again == Ownership("Stable", True)  # rejoined after the refresh
 
 
 def _params(fn: Any) -> list[str]:

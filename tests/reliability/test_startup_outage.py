@@ -34,8 +34,9 @@ from streams.settings import Settings
 pytestmark = [pytest.mark.kafka, pytest.mark.reliability, pytest.mark.timeout(420)]
 
 #: Once the broker is back: how long the analytics may take to equal every acknowledged
-#: webhook (the bug took ~300 s).
-CATCH_UP_S = 45.0
+#: webhook (the bug took ~300 s). A worker left in a group that no longer holds it exits after
+#: STREAMS_PARTITION_STALL_S (30 s) and is restarted, as a supervisor would.
+CATCH_UP_S = 50.0
 #: ERROR lines the worker may write for one outage of 8 s (the bug: ~600).
 MAX_ERROR_LINES = 40
 
@@ -125,7 +126,7 @@ def test_broker_away_while_the_worker_starts(
         rest = asyncio.run(send(url, hooks[200:], SECRET, 8, retry_for_s=120))
         assert len(rest.acked) == 200
         expected = expected_totals(first.acked + rest.acked)
-        got = wait_for_totals(worker, expected, timeout=CATCH_UP_S + 60, supervise=False)
+        got = wait_for_totals(worker, expected, timeout=CATCH_UP_S + 60)
         caught_up_s = time.monotonic() - back
     finally:
         probe.done.set()
@@ -136,7 +137,10 @@ def test_broker_away_while_the_worker_starts(
         for line in worker.log.read_text(errors="replace").splitlines()
         if re.search(r"\bERROR\b|%3\|", line)
     ]
-    print(f"caught up {caught_up_s:.1f}s after the broker came back; {len(errors)} ERROR lines")
+    print(
+        f"caught up {caught_up_s:.1f}s after the broker came back; {len(errors)} ERROR lines; "
+        f"{worker.starts} start(s)"
+    )
     assert not view_diff(got, expected)
     assert caught_up_s < CATCH_UP_S, f"caught up {caught_up_s:.0f}s after the broker came back"
 
