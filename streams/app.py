@@ -43,7 +43,7 @@ from streams.agents import referrals as referral_agent
 from streams.kafka.batch_producer import WorkerProducer
 from streams.kafka.faust_consumer import Consumer as SnapshotConsumer
 from streams.kafka.security import faust_broker_kwargs, librdkafka_config
-from streams.kafka.topics import replicate_faust_topics
+from streams.kafka.topics import INTERNAL, replicate_faust_topics
 from streams.models.serializers.avro import get_codec
 from streams.settings import Settings
 from streams.tables import faust_recovery
@@ -65,9 +65,9 @@ _FAUST_LEVELS = {
     "crit": "crit",
 }
 _RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-
-
-INTERNAL = ("input-rekeyed", "loyalty-deltas", "referral-deltas")
+#: Exit code of a worker that refuses to start: its settings must change (Kafka or the registry
+#: refuse them), so a restart alone would not help.
+EXIT_REFUSED = 2
 
 
 def canonical_url(settings: Settings) -> str:
@@ -135,6 +135,8 @@ def build_app(settings: Settings) -> faust.App:
         web_enabled=True,
         Worker=Worker,  # logging set up the project's way at once (streams.worker)
     )
+    # First of all when the worker starts: does Kafka let it in (before any client retries)?
+    app.on_worker_init.connect(lambda *args, **kwargs: check_kafka_access(settings))
     # Fetches only for partitions active when asked: see streams.kafka.faust_consumer.
     app.transport.Consumer = SnapshotConsumer  # type: ignore[misc]
     parts, repl = settings.topic_partitions, settings.topic_replication
@@ -208,6 +210,25 @@ def build_app(settings: Settings) -> faust.App:
     return app
 
 
+def check_kafka_access(settings: Settings) -> None:
+    """Before anything connects: Kafka refusing the worker (a wrong password or CA, missing
+    ACLs) is one line and exit code 2, not a retry loop; no broker answering yet is waited for
+    (by the steps after this one)."""
+    from streams import logs
+    from streams.kafka import preflight
+
+    if not logging.getLogger().handlers:  # Faust sets up its logging only later
+        logs.configure(settings)
+    try:
+        preflight.check(settings, "worker")
+    except preflight.KafkaAccessError as exc:
+        log.critical("refusing to start: %s", exc)
+        logging.shutdown()
+        os._exit(EXIT_REFUSED)
+    except preflight.KafkaUnreachable as exc:
+        log.warning("%s; waiting for it", exc)
+
+
 def changelogs(settings: Settings) -> dict[str, str]:
     """Table name -> its changelog topic (Faust's naming: no topic prefix)."""
     return {
@@ -270,7 +291,7 @@ def register_schemas(settings: Settings, codec: Any, wait_s: float = 60.0) -> No
             except SchemaRegistrationError as exc:
                 log.critical("refusing to start: %s", exc)
                 logging.shutdown()
-                os._exit(2)
+                os._exit(EXIT_REFUSED)
             except RegistryUnavailable as exc:
                 if time.monotonic() > deadline:
                     exit_for_restart("%s", exc, reason="registry")
@@ -286,7 +307,9 @@ def run(settings: Settings) -> int:
     globals()["app"] = build_app(settings)
     level = _FAUST_LEVELS.get(settings.log_level.lower(), "info")
     # Faust's CLI also reads sys.argv itself (to find -A before parsing): it must see its own.
-    sys.argv[:] = ["faust", "-A", "streams.app", "worker", "-l", level]  # in place: bound early
+    # JSON lines only: --quiet leaves out Faust's banner (not a log line).
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    sys.argv[:] = ["faust", "-A", "streams.app", *quiet, "worker", "-l", level]  # bound early
     cli.main(args=sys.argv[1:], prog_name="faust")
     return 0  # not reached: click exits with the worker's exit code
 

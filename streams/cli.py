@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from streams import logs
 from streams.kafka.acls import DEFAULT_READER_GROUP
 from streams.settings import Settings, add_arguments, from_args
 
@@ -130,13 +131,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_arguments(tail, [])
     return parser
-
-
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def _kafka_acls(args: argparse.Namespace, settings: Settings) -> int:
@@ -276,6 +270,17 @@ def _registry(action: str, settings: Settings) -> int:
     return 0
 
 
+def _refused(settings: Settings, role: str | None) -> str:
+    """Why Kafka will not serve a tool (credentials, TLS, ACLs, no broker), in one line; ""."""
+    from streams.kafka import preflight
+
+    try:
+        preflight.check(settings, role)
+    except (preflight.KafkaAccessError, preflight.KafkaUnreachable) as exc:
+        return str(exc)
+    return ""
+
+
 def _operator(args: argparse.Namespace, settings: Settings) -> int:
     from streams import operator
 
@@ -311,7 +316,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         from streams.app import run as run_worker
 
         return run_worker(settings)
-    _configure_logging(settings)
+    logs.configure(settings)
     if args.command == "kafka":
         if args.action == "acls":
             return _kafka_acls(args, settings)
@@ -333,6 +338,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             stop=args.stop,
             seed=args.seed,
         )
+    if args.command in {"dead-letters", "tail", "replay"}:
+        # Credentials and TLS; each tool names a topic its ACLs keep it from itself.
+        refused = _refused(settings, None)
+        if refused:
+            print(f"error: {refused}", file=sys.stderr)
+            return 1
     if args.command in {"dead-letters", "tail"}:
         return _operator(args, settings)
     if args.command == "replay":

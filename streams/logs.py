@@ -1,4 +1,8 @@
-"""Broker outages without a flood of log lines: repeated Kafka client errors, summarised.
+"""The processes' logging: text or JSON lines, and broker outages without a flood of lines.
+
+`configure(settings)` sets up a process's logging (the bridge, the tools; the worker's is
+Faust's, which streams.worker formats the same way): STREAMS_LOG_FORMAT=text (the default) or
+json, one object per line (`JsonFormatter`).
 
 While a broker is down, aiokafka (so Faust) and librdkafka report every reconnect and metadata
 attempt — about 870 ERROR lines in 20 s of one broker restart, burying anything else. The
@@ -13,16 +17,77 @@ WARNING, are never touched.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
+import sys
 import threading
 import time
 import weakref
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 from streams.settings import Settings
 
-__all__ = ["OutageSummary", "install"]
+__all__ = ["JsonFormatter", "OutageSummary", "configure", "format_handlers", "install"]
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: What every LogRecord has: anything else on a record is context (`extra=`), kept in JSON.
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "log_color",  # colorlog's (Faust's handler), for the text format only
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: `time` (UTC, ISO 8601, milliseconds), `level`, `logger`,
+    `message`, the context fields a line carries (`extra=`: topic, partition, offsets, node,
+    repeats...) and `exception` (its traceback) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        at = datetime.fromtimestamp(record.created, UTC)
+        out: dict[str, Any] = {
+            "time": at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_") and key not in out:
+                out[key] = value
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def formatter(settings: Settings) -> logging.Formatter:
+    return JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+def configure(settings: Settings, stream: TextIO | None = None) -> None:
+    """A process's logging (not the worker's: Faust sets up its own, see `format_handlers`):
+    one handler on stderr in the settings' format and level, outage repeats summarised."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter(settings))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    install(settings)
+
+
+def format_handlers(settings: Settings) -> None:
+    """The worker's: Faust's root handlers in the settings' format (JSON when asked; Faust's
+    own text otherwise), outage repeats summarised."""
+    if settings.log_format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
+    install(settings)
+
 
 #: Loggers of the Kafka clients (and of what wraps them) whose repeats are summarised.
 CLIENT_LOGGERS = ("aiokafka", "faust.transport", "kafka", "streams.kafka", "librdkafka")
@@ -152,6 +217,9 @@ class OutageSummary(logging.Filter):
             None,
         )
         setattr(record, _MARK, True)
+        record.repeats = window.count
+        if window.about:
+            record.about = window.about
         return record
 
 

@@ -150,6 +150,12 @@ class Settings:
         "If set, encode with the Confluent wire format via this Schema Registry.",
     )
     log_level: str = setting("info", "STREAMS_LOG_LEVEL", "Log level: debug, info, warning, error.")
+    log_format: str = setting(
+        "text",
+        "STREAMS_LOG_FORMAT",
+        "Log lines as text, or json: one JSON object per line (time, level, logger, message and "
+        "the line's context fields).",
+    )
     # --- Kafka security (every client: streams.kafka.security builds their configuration) ---
     kafka_security_protocol: str = setting(
         "PLAINTEXT",
@@ -558,6 +564,8 @@ class Settings:
                 f"STREAMS_TOPIC_MIN_INSYNC_REPLICAS ({self.topic_min_insync}) exceeds "
                 f"STREAMS_TOPIC_REPLICATION ({self.topic_replication}): no write could succeed"
             )
+        if self.log_format not in {"text", "json"}:
+            raise ValueError(f"STREAMS_LOG_FORMAT: expected text or json, got {self.log_format!r}")
         if self.log_summary_s < 0:
             raise ValueError(f"STREAMS_LOG_SUMMARY_S: expected >= 0, got {self.log_summary_s}")
         if self.store not in {"rocksdb://", "memory://"}:

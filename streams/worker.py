@@ -1,6 +1,6 @@
 """The app's Faust Worker (Faust's `Worker` setting), for `faust -A streams.app worker` and
-`voucherify-streams worker` alike: the project's logging, in place the moment Faust has set up
-its own — before anything connects to Kafka.
+`voucherify-streams worker` alike: the project's logging (STREAMS_LOG_FORMAT, the outage
+summary), in place the moment Faust has set up its own — before anything connects to Kafka.
 
 Faust replaces the root log handlers when its worker starts; an app task that put the outage
 summary on them ran only once the worker was ready, so a broker away during start-up flooded
@@ -30,7 +30,9 @@ def quiet_hot_loggers(level: str) -> None:
 
 class Worker(faust.Worker):
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        super().on_setup_root_logger(logger, level)
         settings = self.app.topology.settings  # type: ignore[attr-defined]
-        logs.install(settings)
+        if settings.log_format == "json":  # JSON lines only: no terminal spinner's escapes
+            self.spinner = None
+        super().on_setup_root_logger(logger, level)
+        logs.format_handlers(settings)
         quiet_hot_loggers(settings.log_level)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from streams.logs import OutageSummary, install
+from streams.logs import JsonFormatter, OutageSummary, configure, install
 from streams.settings import Settings
 
 
@@ -86,3 +88,72 @@ def test_off_and_below_warning_untouched(captured: tuple[io.StringIO, logging.Ha
     assert install(Settings(log_summary_s=0), [handler]) == 0
     record = logging.LogRecord("aiokafka", logging.INFO, "", 0, "node 1 down", None, None)
     assert OutageSummary(handler, 1.0).classify(record) is None
+
+
+# --- JSON lines ------------------------------------------------------------------------
+
+
+def _json_line(record: logging.LogRecord) -> dict[str, object]:
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert isinstance(parsed, dict)
+    return parsed
+
+
+def test_a_json_line_has_time_level_logger_message_and_context() -> None:
+    record = logging.LogRecord(
+        "streams.agents.watchdog", logging.WARNING, "", 0, "%s[%d] stalled\nsee", ("t", 3), None
+    )
+    record.created = 1796700000.5
+    record.topic, record.partition = "t", 3  # extra=...
+    line = _json_line(record)
+    assert line == {
+        "time": "2026-12-08T03:20:00.500Z",
+        "level": "WARNING",
+        "logger": "streams.agents.watchdog",
+        "message": "t[3] stalled\nsee",
+        "topic": "t",
+        "partition": 3,
+    }
+
+
+def test_a_json_line_keeps_the_traceback_and_survives_odd_values() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, "", 0, "failed", (), sys.exc_info())
+    record.odd = object()
+    line = _json_line(record)
+    assert "ValueError: boom" in str(line["exception"])
+    assert str(line["odd"]).startswith("<object object")
+
+
+def test_configure_writes_json_lines_and_summarises(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    buf = io.StringIO()
+    settings = Settings.from_env({}, log_format="json", log_summary_s=60)
+    configure(settings, stream=buf)
+    try:
+        log = logging.getLogger("aiokafka.client")
+        for _ in range(5):
+            log.error("Unable connect to node with id 1: refused")
+        logging.getLogger("streams.bridge").info("listening")
+        for summary in list(root.handlers[0].filters):
+            summary.flush(force=True)  # type: ignore[union-attr]
+    finally:
+        root.handlers[:] = []
+    lines = [json.loads(line) for line in buf.getvalue().splitlines()]
+    assert [(x["logger"], x["message"][:26]) for x in lines] == [
+        ("aiokafka.client", "Unable connect to node wit"),
+        ("streams.bridge", "listening"),
+        ("aiokafka.client", "4 more ERROR lines about n"),
+    ]
+    assert lines[2]["repeats"] == 4 and lines[2]["about"] == "node 1"
+
+
+def test_the_log_format_is_checked() -> None:
+    with pytest.raises(ValueError, match="STREAMS_LOG_FORMAT: expected text or json"):
+        Settings.from_env({"STREAMS_LOG_FORMAT": "yaml"})

@@ -62,6 +62,7 @@ def exit_for_restart(
         message + f": exiting with code {EXIT_FOR_RESTART} to be restarted",
         *args,
         exc_info=exc_info,
+        extra={"reason": reason},
     )
     logging.shutdown()
     os._exit(EXIT_FOR_RESTART)

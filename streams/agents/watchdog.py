@@ -138,6 +138,7 @@ def _register_partitions(topo: Topology) -> Any:
                 behind[tp],
                 expected,
                 now - positions[tp][1],
+                extra={"topic": tp.topic, "partition": tp.partition, "offset": expected},
             )
             tried[tp] = now
             topo.metrics.stall_resumes.inc()

@@ -331,6 +331,8 @@ class Bridge:
         # set and the registry not reachable yet): Avro records get 503, never a guessed id.
         self.schemas_ready = True
         self.schema_problem = ""
+        #: Why Kafka refuses the bridge (credentials, TLS, ACLs), while it does (else "").
+        self.kafka_problem = ""
         self.registration: asyncio.Task[None] | None = None  # retrying while the registry is down
         # With --workers N: this worker's part of the summed metrics (streams.bridge.supervisor).
         self.shared: SharedMetrics | None = None
@@ -545,13 +547,19 @@ class Bridge:
         producer = self.producer
         if self.draining:
             return error_reply(503, "draining", "shutting down")
+        if self.kafka_problem:
+            return error_reply(503, "not_ready", self.kafka_problem)
         if not self.schemas_ready:
             detail = self.schema_problem or "not registered yet"
             return error_reply(
                 503, "not_ready", f"schemas not registered with the registry: {detail}"
             )
         if not producer.healthy:
-            detail = getattr(producer, "last_error", "") or "producer not healthy"
+            detail = (
+                getattr(producer, "refused", "")
+                or getattr(producer, "last_error", "")
+                or "producer not healthy"
+            )
             return error_reply(
                 503, "not_ready", f"Kafka not reachable or producer failed: {detail}"
             )

@@ -15,6 +15,7 @@ from typing import Any
 from streams.bridge.handlers import Bridge
 from streams.bridge.shared_metrics import SharedMetrics
 from streams.bridge.signature import SignatureVerifier
+from streams.kafka import preflight
 from streams.kafka.producer import AsyncProducer
 from streams.kafka.security import ClientConfig, librdkafka_config
 from streams.kafka.topics import ensure_project_topics
@@ -27,6 +28,8 @@ log = logging.getLogger("streams.bridge")
 FLUSH_TIMEOUT_S = 10.0
 #: Waits between attempts to register the schemas while the registry is down (s).
 REGISTRATION_RETRY_S = (0.5, 1.0, 2.0, 5.0)
+#: While Kafka refuses the bridge (credentials, TLS, ACLs): how often it asks again (s).
+ACCESS_RECHECK_S = 10.0
 
 
 class ConfigError(ValueError):
@@ -122,8 +125,11 @@ def verifier_of(settings: Settings) -> SignatureVerifier | None:
 class BridgeService:
     """One Bridge and the start/stop around it.
 
-    Without `producer`, the service owns one: `start()` creates the missing topics and starts
-    the producer (failing when no broker answers), `stop()` flushes and closes it. A given
+    Without `producer`, the service owns one: `start()` checks that Kafka lets the bridge in
+    (streams.kafka.preflight), creates the missing topics and starts the producer (failing when
+    no broker answers), `stop()` flushes and closes it. When Kafka refuses the bridge (a wrong
+    password or CA, missing ACLs) it stays up, /readyz and webhooks answering 503 with the
+    reason, and asks again every ACCESS_RECHECK_S. A given
     producer is used as is (the caller starts and closes it; topics are its business too).
     Raises ConfigError when no secret is configured and the insecure flag is not set.
     """
@@ -143,6 +149,7 @@ class BridgeService:
             producer = AsyncProducer(producer_config(settings))
         self.producer = producer
         self.bridge = Bridge(settings, producer, codec=codec, verifier=verifier)
+        self.access: asyncio.Task[None] | None = None  # asking Kafka again while it refuses
         if shared is not None:  # one of --workers N
             shared.resume(self.bridge.metrics)
             self.bridge.shared = shared
@@ -154,17 +161,62 @@ class BridgeService:
                 "!!! INSECURE: no webhook secret, signatures are NOT checked "
                 "(BRIDGE_INSECURE_NO_SIGNATURE). Development only. !!!"
             )
+        loop = asyncio.get_running_loop()
         if self.owned:
-            loop = asyncio.get_running_loop()
-            created = await loop.run_in_executor(None, partial(ensure_project_topics, settings))
-            if created:
-                log.info("created topics: %s", ", ".join(created))
+            try:
+                await loop.run_in_executor(None, preflight.check, settings, "bridge")
+            except preflight.KafkaAccessError as exc:
+                # Up, answering 503 and saying why, until Kafka lets the bridge in.
+                bridge.kafka_problem = str(exc)
+                log.error("%s; answering 503 until that is fixed", exc)
+                self.access = asyncio.create_task(self._wait_for_access())
+            except preflight.KafkaUnreachable as exc:
+                log.warning("%s; waiting for it", exc)
         if settings.schema_registry_url:
             await start_registration(bridge)
-        if self.owned:
-            await self.producer.start()
+        if self.owned and not bridge.kafka_problem:
+            await self._connect()
         if bridge.shared is not None:
             bridge.shared.start(bridge.metrics, bridge.gauges)
+
+    async def _connect(self, fresh: bool = False) -> None:
+        """Create the missing topics, then start the owned producer (`fresh`: a new one, its
+        credentials read again: the files may have been fixed meanwhile)."""
+        created = await asyncio.get_running_loop().run_in_executor(
+            None, partial(ensure_project_topics, self.settings)
+        )
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+        if fresh:
+            self.producer = self.bridge.producer = AsyncProducer(producer_config(self.settings))
+        try:
+            await self.producer.start()
+        except Exception:
+            await self.producer.close(0)  # its librdkafka threads, before another try
+            raise
+
+    async def _wait_for_access(self) -> None:
+        """Ask Kafka again every ACCESS_RECHECK_S until it lets the bridge in; then connect."""
+        bridge, loop = self.bridge, asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(ACCESS_RECHECK_S)
+            try:
+                await loop.run_in_executor(None, preflight.check, self.settings, "bridge")
+            except preflight.KafkaAccessError as exc:
+                if str(exc) != bridge.kafka_problem:
+                    bridge.kafka_problem = str(exc)
+                    log.error("%s; answering 503 until that is fixed", exc)
+                continue
+            except preflight.KafkaUnreachable:
+                continue
+            try:
+                await self._connect(fresh=True)
+            except Exception as exc:  # the broker went away meanwhile: ask again later
+                log.warning("connecting to Kafka failed: %s; trying again", exc)
+                continue
+            bridge.kafka_problem = ""
+            log.info("Kafka lets the bridge in now: accepting webhooks")
+            return
 
     def drain(self) -> None:
         """Shutting down: /readyz answers 503 from now on."""
@@ -175,6 +227,8 @@ class BridgeService:
         self.drain()
         if self.bridge.registration is not None:
             self.bridge.registration.cancel()
+        if self.access is not None:
+            self.access.cancel()
         if self.owned:
             left = await self.producer.close(FLUSH_TIMEOUT_S)
             if left:

@@ -65,7 +65,7 @@ def _group(name: str, why: str) -> Grant:
 
 def grants(settings: Settings, role: str, group: str = DEFAULT_READER_GROUP) -> list[Grant]:
     """What `role` needs on the cluster `settings` name (topic prefix, app id, topic names)."""
-    from streams.app import INTERNAL  # the worker's own topic names
+    from streams.kafka.topics import INTERNAL  # the worker's own topic names
     from streams.operator import OPERATOR_GROUP_PREFIX
 
     s, t = settings, settings.topic

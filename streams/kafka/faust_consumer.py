@@ -181,6 +181,7 @@ class Consumer(faust_aiokafka.Consumer):
                     tp.partition,
                     self.guard.generation,
                     start,
+                    extra={"topic": tp.topic, "partition": tp.partition, "offset": start},
                 )
 
     async def admit(self, events: list[Any]) -> tuple[list[Any], list[Any], Ticket[TP]]:

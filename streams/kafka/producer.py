@@ -32,6 +32,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from streams.kafka.preflight import access_problem
 from streams.kafka.security import ClientConfig, librdkafka_config
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ class AsyncProducer:
         self._fatal: KafkaError | None = None
         self._closed = False
         self.last_error: str = ""
+        #: Why Kafka refuses this producer (credentials, TLS), while it does; else "".
+        self.refused: str = ""
         self.unflushed_at_close = 0
 
     # --- lifecycle ---
@@ -171,7 +174,7 @@ class AsyncProducer:
         if self._fatal is not None:
             raise ProducerUnavailable(f"producer failed fatally: {self._fatal.str()}")
         if self._down:
-            raise ProducerUnavailable("no Kafka broker reachable")
+            raise ProducerUnavailable(self.refused or "no Kafka broker reachable")
         loop = self._loop
         assert loop is not None
         fut: asyncio.Future[Message] = loop.create_future()
@@ -313,6 +316,15 @@ class AsyncProducer:
         if err.fatal():
             self._fatal = err
             log.error("kafka producer fatal error: %s", self.last_error)
+        elif (refused := access_problem(err, self._config)) is not None:
+            # A wrong password or CA: librdkafka retries forever, nothing gets through. 503s,
+            # said once (again only if the reason changes); a probe that passes ends it.
+            if not self._down or refused != self.refused:
+                log.error("%s; answering 503 until it is fixed", refused)
+            self.refused = refused
+            if not self._down:
+                self._down = True
+                self._down_since = time.monotonic()
         elif err.code() == KafkaError._ALL_BROKERS_DOWN:
             if not self._down:
                 self._down = True
@@ -330,6 +342,7 @@ class AsyncProducer:
     def _set_up(self, why: str) -> None:
         if self._down:
             self._down = False
+            self.refused = ""
             log.warning(
                 "Kafka reachable again after %.1fs (%s)", time.monotonic() - self._down_since, why
             )

@@ -221,6 +221,11 @@ def _value(value: str, file: str, env: str) -> str:
     return _read(file, f"{env}_FILE") if file else value
 
 
+def username(settings: Settings) -> str:
+    """The SASL user of the settings ("" without SASL)."""
+    return _username(settings) if _protocol(settings).startswith("SASL_") else ""
+
+
 def _username(settings: Settings) -> str:
     s = settings
     return _value(s.kafka_sasl_username, s.kafka_sasl_username_file, "KAFKA_SASL_USERNAME")

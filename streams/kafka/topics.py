@@ -22,12 +22,16 @@ from streams.settings import Settings
 
 __all__ = [
     "COMPACTED",
+    "INTERNAL",
     "ensure_project_topics",
     "project_topics",
     "replicate_faust_topics",
     "replication_config",
     "resolve_replication",
 ]
+
+#: The worker's own topics, named `<topic prefix><app id>-<name>`.
+INTERNAL = ("input-rekeyed", "loyalty-deltas", "referral-deltas")
 
 #: Topics whose latest record per key is the state: analytics totals, facts, table changelogs.
 COMPACTED: dict[str, str] = {"cleanup.policy": "compact"}

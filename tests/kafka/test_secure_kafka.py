@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import re
 import time
 import uuid
@@ -170,7 +171,8 @@ def test_least_privilege_pipeline(secure_kafka: SecureKafka, tmp_path: Path) -> 
     """The bridge as User:bridge and the worker as User:worker, each with only its role's
     ACLs: every 2xx is in the input topic, the analytics topics (read as User:reader) and the
     views equal the reference, a worker on a new machine restores its tables in bulk, nothing
-    but the creation of other components' topics was denied, no password reached a log; and
+    but the creation of other components' topics was denied, no password reached a log (JSON
+    lines, every one); and
     User:bridge reading the analytics gets an authorization error at once."""
     u = uuid.uuid4().hex[:8]
     names: dict[str, Any] = dict(
@@ -178,7 +180,8 @@ def test_least_privilege_pipeline(secure_kafka: SecureKafka, tmp_path: Path) -> 
         app_id=f"lp-{u}",
         topic_partitions=3,
         webhook_secret=(SECRET,),
-        log_level="warning",
+        log_level="info",
+        log_format="json",
     )
 
     def as_user(user: str) -> Settings:
@@ -236,6 +239,10 @@ def test_least_privilege_pipeline(secure_kafka: SecureKafka, tmp_path: Path) -> 
     assert all(d["operation"] == "CREATE" and d["request"] == "CreateTopics" for d in ours), ours
     logs = "".join(p.read_text() for p in tmp_path.glob("*.log"))
     assert logs and not any(secure_kafka.password(user) in logs for user in USERS)
+    # STREAMS_LOG_FORMAT=json: every line of every process is one JSON object.
+    for line in logs.splitlines():
+        parsed = json.loads(line)
+        assert {"time", "level", "logger", "message"} <= set(parsed), line
 
     # The bridge may not read the analytics: an authorization error, at once.
     bridge_settings = as_user("bridge")

@@ -27,7 +27,9 @@ class Worker(Service):
     env vars, its own data dir and port."""
 
     def __init__(self, settings: Settings, data_dir: Path, log: Path) -> None:
-        argv = [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "warn"]
+        # JSON lines only: --quiet leaves out Faust's banner (as the README says to).
+        quiet = ["--quiet"] if settings.log_format == "json" else []
+        argv = [sys.executable, "-m", "faust", "-A", "streams.app", *quiet, "worker", "-l", "warn"]
         super().__init__("worker", settings.with_(data_dir=str(data_dir)), log, argv=argv)
         self.data_dir = data_dir
 
