@@ -1,19 +1,25 @@
 """streams.http_auth: the files, the Authorization header, the constant-time check against
-every credential, the 401 that tells nothing, rotation."""
+every credential, the 401 that tells nothing, rotation, and the worker's middleware."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import logging
 import os
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from streams import http_auth
 from streams.http_auth import UNAUTHORIZED_BODY, HttpAuth, client_headers
 from streams.settings import Settings
+from streams.web.auth import middleware
 
 # Credentials unlike anything else in the code: if one shows up in a message, it leaked.
 ANN = "ann:s3cret-Ann-pass:word"  # a colon in the password is allowed
@@ -205,3 +211,32 @@ def test_refusals_logged_rate_limited_without_the_credential(
     assert len(lines) == 1, lines  # the others counted into the next line, 10 s later
     assert "refused 1 HTTP request(s)" in lines[0] and "/analytics/loyalty" in lines[0]
     no_secret_in(caplog.text)
+
+
+# --- the worker's middleware (streams.web.auth) --------------------------------------------
+
+
+def _ask(guard: Any, path: str, authorization: str | None = None) -> web.StreamResponse:
+    headers = {"Authorization": authorization} if authorization else {}
+    request = make_mocked_request("GET", path, headers=headers)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="the analytics")
+
+    return asyncio.run(guard(request, handler))
+
+
+def test_worker_middleware(auth: HttpAuth) -> None:
+    failures: Counter[str] = Counter()
+    guard = middleware(auth, failures)
+    for path in ("/healthz", "/readyz"):
+        assert _ask(guard, path).status == 200
+    for path in ("/analytics/loyalty", "/dashboard", "/dashboard/data", "/metrics", "/", "/nope"):
+        refused = _ask(guard, path)
+        assert refused.status == 401, path
+        assert isinstance(refused, web.Response) and refused.body == UNAUTHORIZED_BODY
+        assert refused.headers["WWW-Authenticate"].startswith('Basic realm="voucherify-streams"')
+        assert _ask(guard, path, basic("ann:nope")).status == 401
+        assert _ask(guard, path, basic(BOB)).status == 200
+        assert _ask(guard, path, f"Bearer {TOKEN}").status == 200
+    assert failures == {"missing": 6, "wrong": 6}
