@@ -40,6 +40,7 @@ from streams.agents import dedup as dedup_agent
 from streams.agents import loyalty as loyalty_agent
 from streams.agents import metrics as worker_metrics
 from streams.agents import referrals as referral_agent
+from streams.http_auth import HttpAuth
 from streams.kafka.batch_producer import WorkerProducer
 from streams.kafka.faust_consumer import Consumer as SnapshotConsumer
 from streams.kafka.security import faust_broker_kwargs, librdkafka_config
@@ -50,6 +51,7 @@ from streams.tables import faust_recovery
 from streams.tables import loyalty as loyalty_table
 from streams.tables import referrals as referral_table
 from streams.tables import seen as seen_table
+from streams.web import auth as web_auth
 from streams.web import dashboard, views
 from streams.worker import Worker
 
@@ -110,6 +112,13 @@ def store_url(settings: Settings) -> str:
 
 
 def build_app(settings: Settings) -> faust.App:
+    metrics = worker_metrics.WorkerMetrics()
+    # STREAMS_HTTP_*_FILE: every page but the probes asks for credentials (streams.web.auth).
+    http_auth = HttpAuth.from_settings(settings)
+    web_options: dict[str, Any] = {}
+    if http_auth is not None:
+        guard = web_auth.middleware(http_auth, metrics.http_auth_failures)
+        web_options["web_application_options"] = {"middlewares": [guard]}
     app = faust.App(
         settings.app_id,
         **faust_broker_kwargs(settings),
@@ -133,6 +142,13 @@ def build_app(settings: Settings) -> faust.App:
         consumer_group_instance_id=group_instance_id(settings),
         autodiscover=False,
         web_enabled=True,
+        # Faust's own pages are not served: /table reads table contents, /router lists the
+        # workers, statistics and graph show internals. The views serve what is to be read.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        **web_options,
         Worker=Worker,  # logging set up the project's way at once (streams.worker)
     )
     # First of all when the worker starts: does Kafka let it in (before any client retries)?
@@ -169,6 +185,8 @@ def build_app(settings: Settings) -> faust.App:
                 },
             )
         ),
+        metrics=metrics,
+        http_auth=http_auth,
     )
     if settings.fast_restore:  # tables restored in bulk ahead of Faust's own recovery
         faust_recovery.install(app, settings)

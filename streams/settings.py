@@ -384,6 +384,20 @@ class Settings:
     web_host: str = setting(
         "0.0.0.0", "STREAMS_WEB_HOST", "Faust worker web bind address.", groups=("worker",)
     )
+    http_basic_auth_file: str = setting(
+        "",
+        "STREAMS_HTTP_BASIC_AUTH_FILE",
+        "File of user:password lines: HTTP basic auth required on the worker's views, dashboard "
+        "and /metrics and the bridge's /metrics (not /healthz, /readyz); empty: off.",
+        groups=("bridge", "worker"),
+    )
+    http_token_file: str = setting(
+        "",
+        "STREAMS_HTTP_TOKEN_FILE",
+        "File of bearer tokens, one a line, accepted where STREAMS_HTTP_BASIC_AUTH_FILE is "
+        "(either or both may be set); empty: off.",
+        groups=("bridge", "worker"),
+    )
     store: str = setting(
         "rocksdb://", "STREAMS_STORE", "Table store: rocksdb:// or memory://.", groups=("worker",)
     )
@@ -553,6 +567,10 @@ class Settings:
             )
         if not 1 <= self.dashboard_top <= 100:
             raise ValueError(f"STREAMS_DASHBOARD_TOP: expected 1 to 100, got {self.dashboard_top}")
+        if self.http_basic_auth_file or self.http_token_file:
+            from streams.http_auth import check_settings as check_http_auth
+
+            check_http_auth(self)  # the files readable, every line well-formed
         if not 1 <= self.brokers <= 5:
             raise ValueError(f"STREAMS_KAFKA_BROKERS: expected 1 to 5, got {self.brokers}")
         if self.topic_replication < 0 or self.topic_min_insync < 0:

@@ -9,7 +9,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import faust
 
@@ -17,6 +17,9 @@ from streams.agents.health import Health
 from streams.agents.metrics import RESTARTS_FILE, WorkerMetrics
 from streams.kafka.batch_producer import WorkerProducer
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.http_auth import HttpAuth
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +97,4 @@ class Topology:
     health: Health = field(default_factory=Health)
     counts: Counter[str] = field(default_factory=Counter)  # e.g. late_deletions
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    http_auth: HttpAuth | None = None  # credentials the web pages ask for (None: off)

@@ -30,6 +30,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from streams.http_auth import REASONS
+
 if TYPE_CHECKING:
     from streams.agents import Topology
 
@@ -91,6 +93,8 @@ class WorkerMetrics:
         self.topo: Topology | None = None
         self.skipped: Any = None  # streams.agents.skipped.Skipped, once the dedup agent has one
         self.restarts: Counts[str] = Counts()
+        # Web requests refused 401 for want of credentials, by reason (streams.web.auth).
+        self.http_auth_failures: Counts[str] = Counts()
         self.lag: dict[tuple[str, int], int] = {}
         self._lag_at = 0.0
         self._keys: dict[str, int] = {}
@@ -194,6 +198,15 @@ class _Snapshot(Collector):
         for reason in RESTART_REASONS:
             restarts.add_metric([reason], m.restarts[reason])
         yield restarts
+        refused = CounterMetricFamily(
+            "streams_worker_http_auth_failures",
+            "Web requests refused 401 for want of valid credentials (STREAMS_HTTP_*_FILE), by "
+            "reason: missing, malformed or wrong.",
+            labels=["reason"],
+        )
+        for reason in REASONS:
+            refused.add_metric([reason], m.http_auth_failures[reason])
+        yield refused
         if topo is None:
             return
         app = topo.app

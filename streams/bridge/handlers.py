@@ -34,6 +34,7 @@ import msgspec
 from streams.bridge.metrics import Metrics
 from streams.bridge.shared_metrics import SharedMetrics
 from streams.bridge.signature import SignatureVerifier
+from streams.http_auth import UNAUTHORIZED_BODY, HttpAuth
 from streams.kafka.producer import AsyncProducer, Headers, ProducerError
 from streams.models.customer_deleted import EVENT_TYPE, parse_webhook
 from streams.models.errors import ValidationError
@@ -338,6 +339,8 @@ class Bridge:
         self.shared: SharedMetrics | None = None
         self._unauthorized_logged_at = 0.0
         self._unauthorized_since_log = 0
+        # STREAMS_HTTP_BASIC_AUTH_FILE / STREAMS_HTTP_TOKEN_FILE: /metrics asks for them.
+        self.http_auth = HttpAuth.from_settings(settings)
 
     # -- POST /webhooks/voucherify --
     async def webhook(self, request: Incoming) -> Reply:
@@ -590,9 +593,25 @@ class Bridge:
         }
         if path not in probe:
             return error_reply(404, "not_found", "not found")
+        if path == "/metrics" and self.http_auth is not None:
+            refused = self._refuse_unauthenticated(method, path, incoming())
+            if refused is not None:
+                return refused
         if method != "GET":
             return method_not_allowed("GET, HEAD")
         return await probe[path]()
+
+    def _refuse_unauthenticated(self, method: str, path: str, request: Incoming) -> Reply | None:
+        """None when the request carries credentials of STREAMS_HTTP_*_FILE, else the 401
+        (counted, logged rate-limited, never the credential)."""
+        auth = self.http_auth
+        assert auth is not None
+        reason = auth.check(request.headers.get("authorization"))
+        if reason is None:
+            return None
+        self.metrics.http_auth_failures[reason] += 1
+        auth.refused(reason, method, path)
+        return Reply(401, UNAUTHORIZED_BODY, _JSON, auth.headers)
 
     async def metrics_endpoint(self, request: Incoming | None = None) -> Reply:
         metrics, extra = self.metrics, self.gauges()

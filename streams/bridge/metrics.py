@@ -20,6 +20,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from streams.http_auth import REASONS
+
 #: Outcomes of `POST /webhooks/voucherify` (the `outcome` label).
 OUTCOMES = (
     "accepted",  # customer.deleted published and acknowledged
@@ -82,6 +84,8 @@ class Metrics:
         # request heads not complete within BRIDGE_HEAD_TIMEOUT_S (408, or closed unanswered).
         self.connections_refused = 0
         self.head_timeouts = 0
+        # Requests to /metrics refused for want of credentials (STREAMS_HTTP_*_FILE), by why.
+        self.http_auth_failures: Counter[str] = Counter()
         self.publish_latency = {
             "customer_deleted": Histogram(),
             "dead_letter": Histogram(),
@@ -106,6 +110,7 @@ class Metrics:
             "in_flight": self.in_flight,
             "connections_refused": self.connections_refused,
             "head_timeouts": self.head_timeouts,
+            "http_auth_failures": dict(self.http_auth_failures),
             "publish_latency": {k: h.snapshot() for k, h in self.publish_latency.items()},
             "request_latency": self.request_latency.snapshot(),
         }
@@ -119,6 +124,7 @@ class Metrics:
         self.in_flight += snap["in_flight"]
         self.connections_refused += snap.get("connections_refused", 0)  # (older snapshots)
         self.head_timeouts += snap.get("head_timeouts", 0)
+        self.http_auth_failures.update(snap.get("http_auth_failures", {}))
         for kind, h in snap["publish_latency"].items():
             self.publish_latency.setdefault(kind, Histogram()).add(h)
         self.request_latency.add(snap["request_latency"])
@@ -187,6 +193,15 @@ class _Collector(Collector):
             "BRIDGE_HEAD_TIMEOUT_S (408 once some of it came).",
             value=m.head_timeouts,
         )
+        refused = CounterMetricFamily(
+            "bridge_http_auth_failures",
+            "Requests refused 401 for want of valid credentials (STREAMS_HTTP_*_FILE), by "
+            "reason: missing, malformed or wrong.",
+            labels=["reason"],
+        )
+        for reason in REASONS:
+            refused.add_metric([reason], m.http_auth_failures[reason])
+        yield refused
         publish = HistogramMetricFamily(
             "bridge_publish_latency_seconds",
             "From produce to broker acknowledgement.",

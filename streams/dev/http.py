@@ -10,11 +10,15 @@ from typing import Any
 __all__ = ["http_get", "scrape_metrics"]
 
 
-def http_get(url: str, timeout: float = 10) -> tuple[int, Any]:
+def http_get(
+    url: str, timeout: float = 10, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     """(status, body as JSON, else as text); on an HTTP error its code and JSON body (e.g. a
-    503's reason) or None; (0, None) when nothing answers, so a poll loop never has to catch."""
+    503's reason) or None; (0, None) when nothing answers, so a poll loop never has to catch.
+    `headers`: e.g. the Authorization of STREAMS_HTTP_*_FILE (streams.http_auth)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             body = resp.read()
             try:
                 return int(resp.status), json.loads(body)
@@ -29,10 +33,12 @@ def http_get(url: str, timeout: float = 10) -> tuple[int, Any]:
         return 0, None
 
 
-def scrape_metrics(url: str, timeout: float = 10) -> dict[str, float]:
+def scrape_metrics(
+    url: str, timeout: float = 10, headers: dict[str, str] | None = None
+) -> dict[str, float]:
     """The samples of a Prometheus text page (`/metrics`), by `name{labels}` as written.
     Nothing listening raises ConnectionError (an OSError, as urlopen's would be)."""
-    status, text = http_get(url, timeout)
+    status, text = http_get(url, timeout, headers)
     if status == 0:
         raise ConnectionError(f"{url} answered nothing")
     if status != 200 or not isinstance(text, str):

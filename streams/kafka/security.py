@@ -217,6 +217,10 @@ def _read(path: str, env: str) -> str:
     return text
 
 
+#: A secret file's text, for the other settings that name one (streams.http_auth).
+read_secret_file = _read
+
+
 def _value(value: str, file: str, env: str) -> str:
     return _read(file, f"{env}_FILE") if file else value
 

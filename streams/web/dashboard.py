@@ -130,10 +130,10 @@ async def snapshot(topo: Topology, pipeline: Pipeline) -> dict[str, Any]:
         return out
     since = (now - timedelta(days=DAYS - 1)).date().isoformat()
     loyalty, failed = await gathered_view(
-        app, topo.loyalty, LOYALTY_COUNTERS, LOYALTY_PATH, q.Query(day_from=since)
+        app, topo.loyalty, LOYALTY_COUNTERS, LOYALTY_PATH, q.Query(day_from=since), topo.http_auth
     )
     referrals, failed_too = await gathered_view(
-        app, topo.referrals, REFERRAL_COUNTERS, REFERRALS_PATH
+        app, topo.referrals, REFERRAL_COUNTERS, REFERRALS_PATH, auth=topo.http_auth
     )
     if failed or failed_too:
         out["state"] = "workers_missing"

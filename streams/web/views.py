@@ -25,6 +25,7 @@ from streams.agents import Topology
 from streams.agents.health import Health, not_ready
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS, from_millis
 from streams.domain.state import KeyState
+from streams.http_auth import HttpAuth
 from streams.kafka.faust_consumer import consumer_of
 from streams.kafka.routing import partition_of
 from streams.web import query as q
@@ -83,10 +84,12 @@ async def gathered_view(
     names: tuple[str, str, str],
     path: str,
     query: q.Query | None = None,
+    auth: HttpAuth | None = None,
 ) -> tuple[Nested, list[str]]:
     """The whole table from all owners, filtered by `query` (its `top` applied last); the second
     item lists owners that did not answer (and `me` when partitions are held by no worker that
-    answers, e.g. a killed one)."""
+    answers, e.g. a killed one). With `auth`, the other workers are asked with its first
+    credential (the next ones only when one is refused, as while credentials rotate)."""
     query = query or q.Query()
     changelog = table.changelog_topic.get_topic_name()
     me = str(app.conf.canonical_url).rstrip("/")
@@ -99,17 +102,23 @@ async def gathered_view(
     if peers:
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
+            credentials = auth.client_headers() if auth is not None else [None]
 
             async def fetch(url: str) -> Nested | None:
+                last = len(credentials) - 1
                 try:
-                    params = query.local_params()
-                    async with session.get(f"{url}{path}", params=params) as resp:
-                        resp.raise_for_status()
-                        data: Nested = await resp.json()
-                        return data
+                    for n, credential in enumerate(credentials):
+                        headers = {"Authorization": credential} if credential else None
+                        params = query.local_params()
+                        async with session.get(url + path, params=params, headers=headers) as resp:
+                            if resp.status == 401 and n < last:
+                                continue  # rotating: that worker does not know this one (yet)
+                            resp.raise_for_status()
+                            data: Nested = await resp.json()
+                            return data
                 except Exception as exc:
                     log.warning("view: %s did not answer: %s", url, exc)
-                    return None
+                return None
 
             for url, part in zip(peers, await asyncio.gather(*map(fetch, peers)), strict=True):
                 if part is None:
@@ -129,7 +138,7 @@ def register(topo: Topology) -> None:
         (LOYALTY_PATH, topo.loyalty, LOYALTY_COUNTERS, q.LOYALTY_DIMENSIONS),
         (REFERRALS_PATH, topo.referrals, REFERRAL_COUNTERS, q.REFERRAL_DIMENSIONS),
     ):
-        _add(app, topo.health, path, table, names, dims)
+        _add(app, topo.health, path, table, names, dims, topo.http_auth)
     _add_health(app, topo.health)
 
 
@@ -156,6 +165,7 @@ def _add(
     table: Any,
     names: tuple[str, str, str],
     dims: tuple[str, ...],
+    auth: HttpAuth | None,
 ) -> None:
     async def get(self: View, request: Request) -> Response:
         try:
@@ -168,7 +178,7 @@ def _add(
         if request.query.get("local") == "1":
             response = self.json(q.apply(local_view(app, table, names), query))
         else:
-            data, failed = await gathered_view(app, table, names, path, query)
+            data, failed = await gathered_view(app, table, names, path, query, auth)
             if failed:
                 return self.json(
                     {"error": "some workers did not answer", "workers": failed}, status=503

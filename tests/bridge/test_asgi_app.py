@@ -60,7 +60,7 @@ async def _call(app: Any, method: str, path: str, chunks: list[bytes], headers: 
     return start["status"], dict(start["headers"]), body["body"]
 
 
-def _run(mode: str, *requests: tuple[str, str, list[bytes], dict]) -> list[tuple]:
+def _run(mode: str, *requests: tuple[str, str, list[bytes], dict], **changes: Any) -> list[tuple]:
     settings = Settings.from_env(
         {},
         webhook_secret=(SECRET,),
@@ -68,6 +68,7 @@ def _run(mode: str, *requests: tuple[str, str, list[bytes], dict]) -> list[tuple
         request_deadline_s=0.3,
         retry_after_s=7,
         max_body_bytes=4096,
+        **changes,
     )
 
     async def main() -> list[tuple]:
@@ -125,3 +126,23 @@ def test_routes(example_body: bytes) -> None:
     )
     assert [r[0] for r in replies[1:]] == [200, 200, 404, 405, 415, 200]
     assert replies[-1][1][b"content-type"].startswith(b"text/plain; version=0.0.4")
+
+
+def test_metrics_ask_for_credentials_when_configured(tmp_path: Any) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("asgi-metrics-token\n")
+    replies = _run(
+        "ack",
+        ("GET", "/metrics", [b""], {}),
+        ("GET", "/metrics", [b""], {"authorization": "Bearer wrong-token"}),
+        ("GET", "/metrics", [b""], {"authorization": "Bearer asgi-metrics-token"}),
+        ("GET", "/healthz", [b""], {}),
+        ("GET", "/readyz", [b""], {}),
+        http_token_file=str(tokens),
+    )
+    assert [r[0] for r in replies[1:]] == [401, 401, 200, 200, 200]
+    assert replies[1][1][b"www-authenticate"] == b'Bearer realm="voucherify-streams"'
+    assert json.loads(replies[1][2]) == {
+        "error": "unauthorized",
+        "message": "authentication required",
+    }

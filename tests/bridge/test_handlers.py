@@ -421,3 +421,49 @@ def test_head_and_allow(bridge: Any) -> None:
         assert deleted.status == 405 and deleted.getheader("Allow") == "GET, HEAD"
     finally:
         conn.close()
+
+
+def test_metrics_ask_for_credentials_when_configured(
+    start_bridge: Callable[..., Any],
+    base: Settings,
+    fake: FakeProducer,
+    tmp_path: Any,
+    example_body: bytes,
+) -> None:
+    """STREAMS_HTTP_*_FILE: /metrics answers 401 without them, on every server; the probes and
+    the webhook (signed) do not ask."""
+    import base64
+
+    users, tokens = tmp_path / "users", tmp_path / "tokens"
+    users.write_text("prometheus:scrape-Pa55\n")
+    tokens.write_text("metrics-token-1\nmetrics-token-2\n")
+    settings = base.with_(http_basic_auth_file=str(users), http_token_file=str(tokens))
+    bridge = start_bridge(settings, producer=fake)
+    good = "Basic " + base64.b64encode(b"prometheus:scrape-Pa55").decode()
+    for authorization in (None, "Basic " + base64.b64encode(b"prometheus:nope").decode(),
+                          "Bearer metrics-token-3", "Bearer", "Token metrics-token-1"):  # fmt: skip
+        headers = {"Authorization": authorization} if authorization else {}
+        for method in ("GET", "HEAD", "POST"):
+            refused = bridge.request(method, "/metrics", headers=headers)
+            assert refused.status == 401, (method, authorization)
+            assert refused.headers["www-authenticate"] == (
+                'Basic realm="voucherify-streams", Bearer realm="voucherify-streams"'
+            )
+            if method != "HEAD":
+                assert (
+                    refused.body == b'{"error":"unauthorized","message":"authentication required"}'
+                )
+    assert bridge.request("GET", "/healthz").status == 200
+    assert bridge.request("GET", "/readyz").status == 200
+    assert bridge.request("HEAD", "/readyz").status == 200
+    assert bridge.post(example_body).status == 200
+    for authorization in (good, "Bearer metrics-token-1", "bearer metrics-token-2"):
+        reply = bridge.request("GET", "/metrics", headers={"Authorization": authorization})
+        assert reply.status == 200
+    assert bridge.request("POST", "/metrics", headers={"Authorization": good}).status == 405
+    text = reply.body.decode()
+    assert 'bridge_requests_total{outcome="accepted"} 1' in text
+    assert 'bridge_http_auth_failures_total{reason="missing"} 3' in text
+    assert 'bridge_http_auth_failures_total{reason="wrong"} 6' in text
+    assert 'bridge_http_auth_failures_total{reason="malformed"} 6' in text
+    assert "scrape-Pa55" not in text and "metrics-token" not in text

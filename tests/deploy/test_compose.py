@@ -3,6 +3,7 @@ structurally what the README promises everywhere."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -95,3 +96,31 @@ def test_docker_compose_config_accepts_it() -> None:
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_credentials_documented_for_both_processes_and_prometheus() -> None:
+    """Off by default; compose names the settings (commented), and prometheus.yml's commented
+    examples are, uncommented, a bearer token and a basic-auth password read from files, for
+    both jobs."""
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    text = (ROOT / "compose.yaml").read_text()
+    for name in ("bridge", "worker"):
+        assert not {"STREAMS_HTTP_BASIC_AUTH_FILE", "STREAMS_HTTP_TOKEN_FILE"} & set(
+            services[name]["environment"]
+        )
+    for setting in ("STREAMS_HTTP_BASIC_AUTH_FILE", "STREAMS_HTTP_TOKEN_FILE"):
+        assert text.count(f"# {setting}: ") == 2, setting  # the bridge's and the worker's
+    assert "STREAMS_HTTP_TOKEN_FILE" in (ROOT / "deploy" / "compose.monitoring.yaml").read_text()
+    prometheus = (ROOT / "deploy" / "prometheus.yml").read_text()
+    keys = ("authorization", "type", "credentials_file", "basic_auth", "username", "password_file")
+    example = re.compile(rf"^(\s+)# (\s*(?:{'|'.join(keys)}):)", re.M)
+    jobs = {
+        j["job_name"]: j for j in yaml.safe_load(example.sub(r"\1\2", prometheus))["scrape_configs"]
+    }
+    assert set(jobs) == {"voucherify-streams-bridge", "voucherify-streams-worker"}
+    for job in jobs.values():
+        assert job["authorization"]["type"] == "Bearer"
+        assert job["authorization"]["credentials_file"].startswith("/etc/prometheus/secrets/")
+        assert job["basic_auth"]["password_file"].startswith("/etc/prometheus/secrets/")
+    for job in yaml.safe_load(prometheus)["scrape_configs"]:  # as shipped: no credentials
+        assert "authorization" not in job and "basic_auth" not in job

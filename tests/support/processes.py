@@ -9,6 +9,7 @@ from typing import Any
 from streams.dev.http import http_get
 from streams.dev.ports import free_port, free_port_pair
 from streams.dev.process import Child
+from streams.http_auth import client_headers
 from streams.settings import Settings
 
 __all__ = ["Service", "free_port", "free_port_pair", "http_get"]
@@ -50,9 +51,15 @@ class Service(Child):
         super().start()
         return self
 
+    @property
+    def auth(self) -> dict[str, str]:
+        """The Authorization its settings ask of a client (STREAMS_HTTP_*_FILE), or none."""
+        return client_headers(self.settings)
+
     def answers(self, path: str, timeout: float = 2) -> tuple[int, Any]:
-        """(status, body) of GET `path`; status 0 while nothing listens."""
-        return http_get(self.url + path, timeout=timeout)
+        """(status, body) of GET `path` (with the credentials it asks for); status 0 while
+        nothing listens."""
+        return http_get(self.url + path, timeout, self.auth)
 
     def wait_answering(self, path: str, timeout: float = 120) -> Service:
         """Until its web server answers `path` with any status (a 503 counts)."""

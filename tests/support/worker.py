@@ -34,7 +34,7 @@ class Worker(Service):
         self.data_dir = data_dir
 
     def get(self, path: str, timeout: float = 10) -> tuple[int, Any]:
-        return http_get(self.url + path, timeout=timeout)
+        return http_get(self.url + path, timeout, self.auth)
 
 
 def make_payload(i: int, rng: random.Random, base: datetime) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """The dashboard in headless Chromium, the views' query parameters, and the metrics the Grafana
 dashboard reads — against one real bridge and one real worker (shared by every step here, to keep
-the run short) fed known signed webhooks through the bridge.
+the run short) fed known signed webhooks through the bridge. Both ask for credentials
+(STREAMS_HTTP_BASIC_AUTH_FILE and STREAMS_HTTP_TOKEN_FILE): the browser logs in with basic auth,
+everything else here sends the bearer token; the other tests run them without.
 
 The browser is Debian's `chromium` driven through `chromium-driver` (selenium); nothing is
 downloaded at run time. Without them the browser test skips, and under CI=true it fails.
@@ -9,6 +11,8 @@ STREAMS_SCREENSHOT=path writes the page's screenshot there (the README's is docs
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import os
 import random
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -40,6 +45,10 @@ pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
 CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 SECRET = "dashboard-test-secret"
+USER = "analyst"
+PASSWORD = "dash-pass:" + os.urandom(6).hex()  # a colon in a password is fine
+TOKEN = "dash-token-" + os.urandom(8).hex()
+UNAUTHORIZED = b'{"error":"unauthorized","message":"authentication required"}'
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 DRIVER = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
 
@@ -73,7 +82,12 @@ class Live:
         return len(self.sent) - len({p["data"]["customer"]["id"] for p in self.sent})
 
     def get(self, path: str) -> tuple[int, Any]:
-        return http_get(self.worker.url + path, timeout=10)
+        return http_get(self.worker.url + path, 10, self.worker.auth)
+
+    def login_url(self, path: str) -> str:
+        """The worker's `path` with the basic-auth user and password in the URL."""
+        host = self.worker.url.removeprefix("http://")
+        return f"http://{USER}:{quote(PASSWORD, safe='')}@{host}{path}"
 
 
 def payloads(start: int, n: int, duplicates: int, seed: int) -> list[dict[str, Any]]:
@@ -99,6 +113,11 @@ def live(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]
         store="memory://",
         webhook_secret=(SECRET,),
         dashboard_refresh_ms=500,
+    )
+    (tmp / "users").write_text(f"# the dashboard's readers\n{USER}:{PASSWORD}\n")
+    (tmp / "tokens").write_text(f"{TOKEN}\n")  # first: what the tests' requests send
+    settings = settings.with_(
+        http_basic_auth_file=str(tmp / "users"), http_token_file=str(tmp / "tokens")
     )
     ensure_project_topics(settings)
     (tmp / "data").mkdir()
@@ -216,7 +235,10 @@ return n;
 def test_dashboard_in_a_browser(live: Live, browser: Any) -> None:
     live.send(payloads(0, 120, 12, seed=11))
     wait_for("the first webhooks counted", lambda: counted(live), 90, live)
-    browser.get(live.worker.url + "/")  # redirects to /dashboard
+    # Basic auth, as a person logs in: Chromium answers the worker's 401 with the user and
+    # password of the URL (what a person types at the prompt), then sends them with every
+    # request to the worker, the page's polling of /dashboard/data included.
+    browser.get(live.login_url("/"))  # redirects to /dashboard
     assert browser.current_url.endswith("/dashboard")
     browser.execute_script("window.__loaded = 'first';")  # gone if the page reloads
     want = reference(live)
@@ -303,8 +325,9 @@ def test_query_parameters_filter_the_whole_app(live: Live) -> None:
 _NAME = re.compile(r"\b((?:bridge|streams_worker)_[a-z0-9_]+)")
 
 
-def _scrape(url: str) -> set[str]:
-    return {sample.split("{")[0] for sample in scrape_metrics(url + "/metrics")}
+def _scrape(service: Service) -> set[str]:
+    samples = scrape_metrics(service.url + "/metrics", headers=service.auth)
+    return {sample.split("{")[0] for sample in samples}
 
 
 def _series(name: str) -> set[str]:
@@ -330,7 +353,7 @@ def test_grafana_panels_read_metrics_that_exist(live: Live) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:  # dead-lettered: a series to show
         urllib.request.urlopen(req, timeout=30)
     assert refused.value.code == 422
-    worker, bridge = _scrape(live.worker.url), _scrape(live.bridge.url)
+    worker, bridge = _scrape(live.worker), _scrape(live.bridge)
     exposed = worker | bridge
     for must in (
         "streams_worker_events_consumed_total",
@@ -361,8 +384,96 @@ def test_grafana_panels_read_metrics_that_exist(live: Live) -> None:
     jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
     assert {"voucherify-streams-bridge", "voucherify-streams-worker"} <= set(jobs)
     # The worker's own figures agree with what it was sent.
-    text = urllib.request.urlopen(live.worker.url + "/metrics", timeout=10).read().decode()
+    status, text = http_get(live.worker.url + "/metrics", 10, live.worker.auth)
+    assert status == 200
     customers = float(re.search(r"^streams_worker_customers_counted_total (\S+)$", text, re.M)[1])  # type: ignore[index]
     duplicates = float(re.search(r"^streams_worker_duplicates_dropped_total (\S+)$", text, re.M)[1])  # type: ignore[index]
     assert customers == len({p["data"]["customer"]["id"] for p in live.sent})
     assert duplicates == live.duplicates()
+
+
+# --- who may read them ------------------------------------------------------------------------
+
+
+def _ask(url: str, path: str, method: str = "GET", **headers: str) -> tuple[int, dict, bytes]:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request(method, path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_only_the_probes_are_open(live: Live) -> None:
+    worker, bridge = live.worker.url, live.bridge.url
+    for url in (worker, bridge):
+        for probe in ("/healthz", "/readyz"):
+            assert _ask(url, probe)[0] == 200, (url, probe)
+    protected = [
+        (worker, path)
+        for path in (
+            "/analytics/loyalty",
+            "/analytics/referrals?dimension=referrer&top=3",
+            "/analytics/loyalty?local=1",
+            "/dashboard",
+            "/dashboard/data",
+            "/dashboard/static/dashboard.js",
+            "/dashboard/static/uPlot.iife.min.js",
+            "/metrics",
+            "/",
+            "/router/",  # Faust's own pages: off, and behind the credentials like any path
+            "/table/",
+            "/table/loyalty-points-lost/",
+            "/stats/",
+            "/no-such-page",
+        )
+    ] + [(bridge, "/metrics")]
+    wrong = (
+        {},
+        {"Authorization": _basic(USER, "not-the-password")},
+        {"Authorization": _basic("someone", PASSWORD)},
+        {"Authorization": "Bearer not-the-token"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+        {"Authorization": "Basic !!!"},
+        {"Authorization": TOKEN},
+    )
+    for url, path in protected:
+        for headers in wrong:
+            status, got, body = _ask(url, path, **headers)
+            # The same answer whatever is wrong and whatever the path: nothing learnt.
+            assert (status, body) == (401, UNAUTHORIZED), (url, path, headers, status, body)
+            assert got["www-authenticate"] == (
+                'Basic realm="voucherify-streams", Bearer realm="voucherify-streams"'
+            )
+            assert PASSWORD not in str(got) and TOKEN not in str(got)
+    assert _ask(worker, "/metrics", "HEAD")[0] == 401
+    assert _ask(bridge, "/metrics", "HEAD")[0] == 401
+    for authorization in (_basic(USER, PASSWORD), f"Bearer {TOKEN}"):
+        for url, path in protected:
+            status, got, body = _ask(url, path, Authorization=authorization)
+            if path == "/":
+                assert status == 302 and got["location"] == "/dashboard"
+            elif path.startswith(("/router", "/table", "/stats", "/no-such")):
+                assert status == 404, (path, status, body)  # not served at all
+            else:
+                assert status in (200, 503), (path, status, body)  # 503: not ready is fine
+    # Refusals are counted (and logged at most every 10 s, without the credential).
+    status, text = http_get(worker + "/metrics", 10, live.worker.auth)
+    assert status == 200
+    refused = re.findall(
+        r'^streams_worker_http_auth_failures_total\{reason="(\w+)"\} (\S+)$', text, re.M
+    )
+    assert {reason for reason, n in refused if float(n) > 0} >= {"missing", "wrong", "malformed"}
+    status, text = http_get(bridge + "/metrics", 10, live.bridge.auth)
+    for reason, n in (("missing", 2), ("wrong", 4), ("malformed", 2)):
+        assert f'bridge_http_auth_failures_total{{reason="{reason}"}} {n}.0' in text
+    for service in (live.worker, live.bridge):
+        log = service.log.read_text()
+        assert "without valid credentials" in log
+        assert PASSWORD not in log and TOKEN not in log

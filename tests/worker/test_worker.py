@@ -87,10 +87,15 @@ def test_sigterm_mid_stream_and_restart(settings: Settings, workers: Any) -> Non
     _check_facts(settings, datums)
 
 
-def test_two_workers_exact(settings: Settings, workers: Any) -> None:
+def test_two_workers_exact(settings: Settings, workers: Any, tmp_path: Path) -> None:
     datums = make_datums(800, seed=5)
-    a = workers("a")
-    b = workers("b")
+    # The views ask for credentials (STREAMS_HTTP_BASIC_AUTH_FILE), caught mid-rotation: `a`
+    # knows a new reader (its first line: what it asks `b` with, refused, then the old one),
+    # `b` only the old one. Each view gathers from both workers with them.
+    (tmp_path / "users-a").write_text("new-reader:pass-new\nold-reader:pass-old\n")
+    (tmp_path / "users-b").write_text("old-reader:pass-old\n")
+    a = workers("a", http_basic_auth_file=str(tmp_path / "users-a"))
+    b = workers("b", http_basic_auth_file=str(tmp_path / "users-b"))
     # Both in the group (each view gathers from every owner) before the data arrives.
     for w in (a, b):
         view(w, "/analytics/loyalty", timeout=90)
@@ -101,6 +106,7 @@ def test_two_workers_exact(settings: Settings, workers: Any) -> None:
     for w in (a, b):
         assert strip_updated(view(w, "/analytics/loyalty")) == want["loyalty"]
         assert strip_updated(view(w, "/analytics/referrals")) == want["referrals"]
+        assert http_get(w.url + "/analytics/loyalty")[0] == 401  # none without credentials
 
 
 def test_two_app_ids_from_one_data_dir(settings: Settings, workers: Any, tmp_path: Any) -> None:

@@ -20,6 +20,7 @@ from streams.dev.demo.generator import Webhook, webhooks
 from streams.dev.http import http_get
 from streams.dev.kafka import KafkaError, LocalCluster, broker_answers
 from streams.dev.process import Child
+from streams.http_auth import client_headers
 from streams.progress import Progress
 from streams.settings import Settings
 
@@ -34,15 +35,15 @@ class Started:
     processes: dict[str, Child] = field(default_factory=dict)
 
 
-def http_json(url: str, timeout: float = 5.0) -> Any:
-    status, body = http_get(url, timeout)
+def http_json(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> Any:
+    status, body = http_get(url, timeout, headers)
     if status != 200:
         raise RuntimeError(f"{url} answered {status or 'nothing'}")
     return body
 
 
-def answers(url: str) -> bool:
-    return 200 <= http_get(url, timeout=2)[0] < 300
+def answers(url: str, headers: dict[str, str] | None = None) -> bool:
+    return 200 <= http_get(url, 2, headers)[0] < 300
 
 
 def _local(host: str) -> str:
@@ -105,13 +106,14 @@ def ensure_service(
     logs: Path,
 ) -> str:
     """Reuse the `command` answering `probe` at `base`, or start it and wait for `ready`."""
-    if answers(base + probe):
+    auth = client_headers(settings)  # STREAMS_HTTP_*_FILE: the views ask for credentials
+    if answers(base + probe, auth):
         print(f"{command.capitalize()}: reusing {base}")
         return base
     log = logs / f"{command}.log"
     print(f"{command.capitalize()}: starting (log {log}) ...")
     proc = started.processes[command] = spawn(command, settings, logs)
-    wait_until(f"the {command}", lambda: answers(base + ready), timeout, proc, log)
+    wait_until(f"the {command}", lambda: answers(base + ready, auth), timeout, proc, log)
     return base
 
 
@@ -167,9 +169,9 @@ async def send_all(
     return statuses
 
 
-def total_customers(worker: str) -> int:
+def total_customers(worker: str, headers: dict[str, str] | None = None) -> int:
     try:
-        loyalty = http_json(f"{worker}/analytics/loyalty")
+        loyalty = http_json(f"{worker}/analytics/loyalty", headers=headers)
     except (OSError, ValueError):
         return -1
     return int(loyalty.get("total", {}).get("all", {}).get("customers", 0))
@@ -212,9 +214,9 @@ def table(
     return "\n".join(lines)
 
 
-def report(worker: str) -> str:
-    loyalty = http_json(f"{worker}/analytics/loyalty")
-    referrals = http_json(f"{worker}/analytics/referrals")
+def report(worker: str, headers: dict[str, str] | None = None) -> str:
+    loyalty = http_json(f"{worker}/analytics/loyalty", headers=headers)
+    referrals = http_json(f"{worker}/analytics/referrals", headers=headers)
     lp = ["points_lost", "customers", "customers_with_points"]
     ri = ["referees_lost", "advocates_lost", "referred_customers_orphaned"]
     parts = [
@@ -277,7 +279,8 @@ def run(
         worker = ensure_worker(settings, started, logs)
         bridge = ensure_bridge(settings, started, logs)
         print(f"Dashboard: {worker}/dashboard (follows the webhooks live)")
-        before = total_customers(worker)
+        auth = client_headers(settings)
+        before = total_customers(worker, auth)
         hooks = list(webhooks(count, duplicates, seed))
         distinct = len({h.customer_id for h in hooks})
         print(
@@ -292,13 +295,13 @@ def run(
         print(f"waiting for the analytics to count {distinct} new customers ...")
         wait_until(
             "the analytics",
-            lambda: total_customers(worker) >= target,
+            lambda: total_customers(worker, auth) >= target,
             300,
             started.processes.get("worker"),  # a worker that dies is reported at once
             logs / "worker.log",
         )
         print()
-        print(report(worker))
+        print(report(worker, auth))
         print()
         if statuses.get(200, 0) + statuses.get(202, 0) != count:
             print("warning: not every webhook was accepted (see the bridge log)", file=sys.stderr)

@@ -2,6 +2,10 @@
 "use strict";
 
 const REFRESH_MS = Number(document.body.dataset.refreshMs) || 1000;
+// Absolute, from the origin: opened as http://user:password@host/dashboard, the page's own URL
+// carries the credentials, and fetch() refuses a URL resolved against it. The browser sends the
+// basic-auth credentials it holds for this origin with every request (STREAMS_HTTP_*_FILE).
+const DATA_URL = new URL("/dashboard/data", window.location.origin);
 const fmt = new Intl.NumberFormat("en-US");
 const DAY_MS = 86400000;
 let windowDays = 30;
@@ -155,7 +159,7 @@ function show(snap) {
 
 async function poll() {
   try {
-    const resp = await fetch("/dashboard/data", { cache: "no-store" });
+    const resp = await fetch(DATA_URL, { cache: "no-store" });
     if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
     show(await resp.json());
   } catch (err) {
