@@ -291,10 +291,12 @@ def ensure_external_topics(settings: Settings) -> list[str]:
 def register_schemas(settings: Settings, codec: Any, wait_s: float = 60.0) -> None:
     """Before the agents start: register every schema the worker writes, and the input's,
     under `<topic>-value`, so no agent waits on the registry (or fails with it down) later.
-    The registry down for `wait_s`: exit to be restarted; a schema refused: exit 2."""
+    The registry down for `wait_s`: exit to be restarted; a schema refused, or the credentials
+    or the registry's certificate (RegistryAuthError): exit 2 at once, with one line."""
     from streams.agents import exit_for_restart
     from streams.models.serializers.registry import (
         TOPIC_SETTING,
+        RegistryAuthError,
         RegistryUnavailable,
         SchemaRegistrationError,
     )
@@ -306,7 +308,7 @@ def register_schemas(settings: Settings, codec: Any, wait_s: float = 60.0) -> No
             try:
                 codec.register(schema_name, topic)
                 break
-            except SchemaRegistrationError as exc:
+            except (SchemaRegistrationError, RegistryAuthError) as exc:
                 log.critical("refusing to start: %s", exc)
                 logging.shutdown()
                 os._exit(EXIT_REFUSED)

@@ -31,6 +31,11 @@ from confluent_kafka import TopicPartition as KafkaTP
 
 from streams.kafka.security import librdkafka_config
 from streams.models.errors import DecodeError
+from streams.models.serializers.registry import (
+    RegistryAuthError,
+    RegistryUnavailable,
+    SchemaRegistrationError,
+)
 from streams.progress import Progress
 from streams.settings import Settings
 
@@ -237,6 +242,8 @@ def _print_record(
         problem = None
     except DecodeError as exc:
         schema, datum, problem = None, None, str(exc)
+    except RegistryAuthError as exc:  # no record would decode: stop, with the reason
+        raise OperatorError(str(exc)) from None
     except Exception as exc:  # e.g. the registry does not answer for a Confluent-framed record
         schema, datum, problem = None, None, f"{type(exc).__name__}: {exc}"
     if as_json:
@@ -302,6 +309,8 @@ def dead_letters(settings: Settings) -> list[DeadLetter]:
             if name != "DeadLetter":
                 raise DecodeError(f"a {name} record, not a DeadLetter")
             out.append(DeadLetter(rec.partition, rec.offset, datum))
+        except RegistryAuthError as exc:  # not the record's fault: stop, with the reason
+            raise OperatorError(str(exc)) from None
         except Exception as exc:
             out.append(DeadLetter(rec.partition, rec.offset, None, str(exc)))
     return sorted(out, key=lambda d: (d.received_at or datetime.min.replace(tzinfo=UTC), d.id))
@@ -468,7 +477,10 @@ def redrive(
     failed: list[str] = []
     if ready and not dry_run:
         if settings.schema_registry_url:
-            codec.register("CustomerDeleted", records.topic)
+            try:
+                codec.register("CustomerDeleted", records.topic)
+            except (SchemaRegistrationError, RegistryUnavailable, RegistryAuthError) as exc:
+                raise OperatorError(str(exc)) from None
         ensure_project_topics(settings)  # the redrive marks' topic among them
         failed = _publish(settings, ready, progress, DEFAULT_CONFIG)
     for o in outcomes:

@@ -87,16 +87,18 @@ def replay(
     ensure_project_topics(settings)
     records = CustomerDeletedRecords(settings)
     if settings.schema_registry_url:
-        # Before anything is sent: a refused schema or an unreachable registry stops the
-        # backfill with its reason instead of a traceback after the first line.
+        # Before anything is sent: a refused schema, an unreachable registry or one refusing the
+        # credentials stops the backfill with its reason instead of a traceback after the first
+        # line.
         from streams.models.serializers.registry import (
+            RegistryAuthError,
             RegistryUnavailable,
             SchemaRegistrationError,
         )
 
         try:
             records.codec.register("CustomerDeleted", records.topic)
-        except (SchemaRegistrationError, RegistryUnavailable) as exc:
+        except (SchemaRegistrationError, RegistryUnavailable, RegistryAuthError) as exc:
             raise SystemExit(f"error: {exc}") from None
     config = librdkafka_config(
         producer_config(settings),

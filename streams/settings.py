@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -30,6 +31,15 @@ def _bool(value: str) -> bool:
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+#: The user and password of a URL (`https://user:pass@host`): up to the authority's last `@`.
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """`text` with the credentials of every URL in it shown as `***` (`https://***@host/`)."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 _CACHE = Path.home() / ".cache" / "voucherify-streams"
@@ -92,6 +102,8 @@ class Settings:
     def __repr__(self) -> str:
         def show(s: Setting) -> str:
             value = getattr(self, s.attr)
+            if isinstance(value, str):
+                value = redact_url(value)  # a URL's user and password
             return f"{s.attr}={'***' if s.secret and value else repr(value)}"
 
         return f"Settings({', '.join(map(show, SETTINGS))})"
@@ -148,6 +160,40 @@ class Settings:
         "",
         "SCHEMA_REGISTRY_URL",
         "If set, encode with the Confluent wire format via this Schema Registry.",
+    )
+    # --- Schema Registry auth (streams.models.serializers.registry: client_config) ---
+    schema_registry_username: str = setting(
+        "", "SCHEMA_REGISTRY_USERNAME", "Schema Registry user name (HTTP basic auth)."
+    )
+    schema_registry_username_file: str = setting(
+        "",
+        "SCHEMA_REGISTRY_USERNAME_FILE",
+        "File holding the Schema Registry user name (instead of the above).",
+    )
+    schema_registry_password: str = setting(
+        "", "SCHEMA_REGISTRY_PASSWORD", "Schema Registry password (HTTP basic auth).", secret=True
+    )
+    schema_registry_password_file: str = setting(
+        "",
+        "SCHEMA_REGISTRY_PASSWORD_FILE",
+        "File holding the Schema Registry password (instead of the above).",
+    )
+    schema_registry_token: str = setting(
+        "",
+        "SCHEMA_REGISTRY_TOKEN",
+        "Bearer token for the Schema Registry (instead of a user name and password).",
+        secret=True,
+    )
+    schema_registry_token_file: str = setting(
+        "",
+        "SCHEMA_REGISTRY_TOKEN_FILE",
+        "File holding the Schema Registry bearer token (instead of the above).",
+    )
+    schema_registry_ca_file: str = setting(
+        "",
+        "SCHEMA_REGISTRY_CA_FILE",
+        "PEM file of the CA certificates that sign the registry's HTTPS certificate (empty: "
+        "certifi's bundle, or SSL_CERT_FILE when set).",
     )
     log_level: str = setting("info", "STREAMS_LOG_LEVEL", "Log level: debug, info, warning, error.")
     log_format: str = setting(
@@ -591,6 +637,9 @@ class Settings:
         from streams.kafka.security import check_settings  # it imports this module
 
         check_settings(self)
+        from streams.models.serializers.registry import check_settings as check_registry
+
+        check_registry(self)
         return self
 
     def topic(self, name: str) -> str:

@@ -4,6 +4,8 @@ The broker comes from, in order: KAFKA_BOOTSTRAP_SERVERS; testcontainers' Kafka 
 engine answers; else the project's own local broker (`voucherify-streams kafka`), started here
 on a free port and stopped at the end. Under CI=true a Kafka test fails when none can be had.
 The Schema Registry (`schema_registry`) likewise: the project's local Apicurio Registry.
+`secured_registry` puts it behind Debian's nginx (TLS with a throwaway CA, basic auth, a bearer
+token, a read-only user), started once per run on free ports for the tests of registry auth.
 `kafka_cluster` is a three-node cluster of the project's local Kafka, started once per run on
 free ports for the tests that need replication or stop brokers (so it is always local).
 `secure_kafka` is one secured node of it (SASL_SSL, mTLS, ACLs enforced), started once per run
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.nginx import NginxError, SecuredRegistry
 from support.secure import SecureKafka
 
 from streams.dev.kafka import KafkaError, LocalCluster, LocalKafka, broker_answers
@@ -188,6 +191,24 @@ def schema_registry() -> Iterator[str]:
         registry.stop()
         registry.reset()
         shutil.rmtree(registry.state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def secured_registry(
+    schema_registry: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecuredRegistry]:
+    """The session's registry behind nginx, which enforces TLS and credentials (see
+    support.nginx), started once per run and stopped at the end. Under CI=true a test that
+    needs it fails, never skips, when nginx cannot be had."""
+    proxy = SecuredRegistry(tmp_path_factory.mktemp("secured-registry"), schema_registry)
+    try:
+        proxy.start()
+    except NginxError as exc:
+        _unavailable("nginx in front of the Schema Registry", str(exc))
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
 
 
 @pytest.fixture

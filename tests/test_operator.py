@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from support.nginx import SecuredRegistry
 
 from streams import cli, operator
 from streams.dev.ports import free_port
@@ -134,3 +135,36 @@ def test_tail_decodes_either_framing_and_says_what_it_cannot(
     assert cli.main(["tail", "no.such.topic", "-e", *_args(settings)]) == 1
     err = capsys.readouterr().err
     assert "error: topic no.such.topic does not exist" in err and "Traceback" not in err
+
+
+@pytest.mark.registry
+def test_tail_and_dead_letters_stop_when_the_registry_refuses(
+    settings: Settings,
+    secured_registry: SecuredRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Confluent-framed records, and the registry refuses the tools' credentials or they do
+    not trust its certificate: exit 1 with the reason, not one "could not be decoded" per
+    record."""
+    right = settings.with_(**secured_registry.client_settings("basic", tmp_path / "right"))
+    ensure_project_topics(right)
+    _dead_letters(right)
+
+    def flags(registry: dict[str, str]) -> list[str]:
+        return [x for k, v in registry.items() for x in ("--" + k.replace("_", "-"), v)]
+
+    wrong = flags(secured_registry.client_settings("basic", tmp_path / "w", password="wrong-pw"))
+    tail = ["tail", settings.dead_letter_topic, "--from-beginning", "-e", *_args(settings)]
+    assert cli.main([*tail, *wrong]) == 1
+    out, err = capsys.readouterr()
+    refused = f"error: schema registry at {secured_registry.url('basic')} refused the credentials"
+    assert refused in err and not out and "wrong-pw" not in err
+    assert cli.main(["dead-letters", "list", *_args(settings), *wrong]) == 1
+    assert refused in capsys.readouterr().err
+    no_ca = flags(secured_registry.client_settings("basic", tmp_path / "n", ca=False))
+    assert cli.main([*tail, *no_ca]) == 1
+    err = capsys.readouterr().err
+    assert "TLS certificate not trusted" in err and "set SCHEMA_REGISTRY_CA_FILE" in err
+    assert cli.main([*tail, *flags(secured_registry.client_settings("basic", tmp_path))]) == 0
+    assert sum("DeadLetter" in line for line in capsys.readouterr().out.splitlines()) == 3

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from support.nginx import SecuredRegistry
 
 from streams.cli import main
 from streams.dev.reader import read_topic
@@ -79,3 +82,28 @@ def test_replay_stdin_allow_rejects(
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(_lines(example_body))))
     assert main(["replay", "-", "--allow-rejects", *_args(settings)]) == 0
     assert "published: 2" in capsys.readouterr().out
+
+
+@pytest.mark.registry
+def test_replay_with_a_wrong_registry_password_publishes_nothing(
+    settings: Settings, secured_registry: SecuredRegistry, example_body: bytes, tmp_path: Path
+) -> None:
+    f = tmp_path / "history.jsonl"
+    f.write_text(json.dumps(json.loads(example_body)) + "\n")
+    wrong = "wrong-password-never-shown"
+    registry = secured_registry.client_settings("basic", tmp_path, password=wrong)
+    flags = [x for k, v in registry.items() for x in ("--" + k.replace("_", "-"), v)]
+    done = subprocess.run(
+        [sys.executable, "-m", "streams", "replay", str(f), *_args(settings), *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert (
+        f"error: schema registry at {secured_registry.url('basic')} refused the credentials "
+        "(HTTP 401)"
+    ) in done.stderr
+    assert "Traceback" not in done.stderr and wrong not in done.stdout + done.stderr
+    topic = settings.topic(settings.customer_deleted_topic)
+    assert read_topic(settings.bootstrap_servers, topic, timeout=3, idle=1) == []

@@ -6,7 +6,9 @@ not retried (it would fail the same way forever and stall its partition): it is 
 port: `streams_worker_skipped_records_total`) and logged with its position, never its content.
 
 A registry that does not answer is not the record's fault: `RegistryUnavailable` is raised on,
-the batch fails and the worker restarts to re-read it (streams.agents.exit_for_restart).
+the batch fails and the worker restarts to re-read it (streams.agents.exit_for_restart). Nor is a
+registry that refuses the worker's credentials (`RegistryAuthError`): the worker exits at once to
+be restarted, with that one line, and reads the credentials files again at start.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.agents import Topology
+from streams.agents import Topology, exit_for_restart
 from streams.kafka.batch_producer import BatchSender
 from streams.models.errors import DecodeError
-from streams.models.serializers.registry import RegistryUnavailable, UnknownSchemaId
+from streams.models.serializers.registry import (
+    RegistryAuthError,
+    RegistryUnavailable,
+    UnknownSchemaId,
+)
 
 log = logging.getLogger("streams.agents.skipped")
 
@@ -53,6 +59,8 @@ class Skipped:
     def __call__(self, msg: Any, exc: Exception) -> None:
         if isinstance(exc, RegistryUnavailable):
             raise exc
+        if isinstance(exc, RegistryAuthError):
+            exit_for_restart("%s", exc, reason="registry")
         reason = reason_of(exc)
         self.counts[reason] += 1
         # Position and reason only: the record may hold personal data.

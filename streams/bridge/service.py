@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from functools import partial
 from typing import Any
 
@@ -19,7 +20,11 @@ from streams.kafka import preflight
 from streams.kafka.producer import AsyncProducer
 from streams.kafka.security import ClientConfig, librdkafka_config
 from streams.kafka.topics import ensure_project_topics
-from streams.models.serializers.registry import RegistryUnavailable, SchemaRegistrationError
+from streams.models.serializers.registry import (
+    RegistryAuthError,
+    RegistryUnavailable,
+    SchemaRegistrationError,
+)
 from streams.settings import Settings
 
 log = logging.getLogger("streams.bridge")
@@ -30,6 +35,11 @@ FLUSH_TIMEOUT_S = 10.0
 REGISTRATION_RETRY_S = (0.5, 1.0, 2.0, 5.0)
 #: While Kafka refuses the bridge (credentials, TLS, ACLs): how often it asks again (s).
 ACCESS_RECHECK_S = 10.0
+#: Waits while the registry refuses the credentials (s): slower, so that a wrong password does
+#: not lock an account out; each attempt reads the credentials files again.
+AUTH_RETRY_S = (5.0, 10.0, 30.0, 60.0)
+#: A refusal that stays the same is logged again after this long (s), else once.
+AUTH_LOG_INTERVAL_S = 600.0
 
 
 class ConfigError(ValueError):
@@ -48,7 +58,8 @@ async def register_schemas(bridge: Bridge) -> None:
     """Register (or verify) the bridge's schemas under `<topic>-value`, off the event loop.
 
     Raises IncompatibleSchema / SchemaRegistrationError (the registry refused: the bridge must
-    not start) or RegistryUnavailable (try again later)."""
+    not start), RegistryUnavailable (try again later) or RegistryAuthError (the credentials or
+    the certificate: try again slowly, an operator must act)."""
     loop = asyncio.get_running_loop()
     for name, topic in schemas_of(bridge):
         await loop.run_in_executor(None, bridge.codec.register, name, topic)
@@ -57,7 +68,9 @@ async def register_schemas(bridge: Bridge) -> None:
 
 
 async def start_registration(bridge: Bridge) -> None:
-    """At start: register, or, with the registry down, serve 503s and keep trying."""
+    """At start: register, or, with the registry down or refusing the credentials, serve 503s
+    and keep trying."""
+    auth = False
     try:
         await register_schemas(bridge)
         return
@@ -67,18 +80,34 @@ async def start_registration(bridge: Bridge) -> None:
         log.warning(
             "%s; answering 503 to customer.deleted webhooks until the schemas are registered", exc
         )
-    bridge.registration = asyncio.create_task(_keep_registering(bridge))
+    except RegistryAuthError as exc:
+        auth = True
+        bridge.schemas_ready = False
+        bridge.schema_problem = str(exc)
+        log.error("%s; answering 503 to customer.deleted webhooks meanwhile", exc)
+    bridge.registration = asyncio.create_task(_keep_registering(bridge, auth))
 
 
-async def _keep_registering(bridge: Bridge) -> None:
+async def _keep_registering(bridge: Bridge, auth: bool = False) -> None:
     attempt = 0
+    logged, logged_at = bridge.schema_problem, time.monotonic()
     while True:
-        await asyncio.sleep(REGISTRATION_RETRY_S[min(attempt, len(REGISTRATION_RETRY_S) - 1)])
+        waits = AUTH_RETRY_S if auth else REGISTRATION_RETRY_S
+        await asyncio.sleep(waits[min(attempt, len(waits) - 1)])
         attempt += 1
         try:
             await register_schemas(bridge)
         except RegistryUnavailable as exc:
+            auth = False
             bridge.schema_problem = str(exc)
+            continue
+        except RegistryAuthError as exc:
+            # One line per cause, repeated only every AUTH_LOG_INTERVAL_S, never per request.
+            auth = True
+            bridge.schema_problem = problem = str(exc)
+            if problem != logged or time.monotonic() - logged_at >= AUTH_LOG_INTERVAL_S:
+                log.error("%s; still answering 503 to customer.deleted webhooks", problem)
+                logged, logged_at = problem, time.monotonic()
             continue
         except SchemaRegistrationError as exc:
             # Nothing to retry: an operator must act. Stay not ready, never publish.

@@ -39,7 +39,13 @@ from streams.models.contract import (
 from streams.models.errors import DecodeError, ValidationError
 from streams.models.serializers.codegen import Unsupported
 from streams.models.serializers.projection import Keep, Reader, compile_reader
-from streams.models.serializers.registry import SchemaRegistry, new_client, subject_for
+from streams.models.serializers.registry import (
+    RegistryAuthError,
+    SchemaRegistry,
+    new_client,
+    registry_key,
+    subject_for,
+)
 from streams.models.serializers.writer import Writer, compile_writer
 from streams.settings import Settings
 
@@ -129,14 +135,21 @@ class AvroCodec:
         schema_dir: Traversable | None = None,
         registry_client: Any = None,
         registry_config: Mapping[str, Any] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         """`registry_client` (a confluent-kafka SchemaRegistryClient, or its mock) overrides
-        building one from the URL."""
+        building one; `settings` builds it as every component does (its SCHEMA_REGISTRY_URL,
+        credentials and CA: streams.models.serializers.registry.client_config), else one is
+        built from the URL alone."""
         self.schema_dir = SCHEMA_DIR if schema_dir is None else schema_dir
+        if settings is not None and not schema_registry_url:
+            schema_registry_url = settings.schema_registry_url
         self.schema_registry_url = schema_registry_url
+        self._settings = settings
         self._registry_config = dict(registry_config or {})
         self._registry = registry_client
         self._sr: SchemaRegistry | None = None
+        self._renew = False  # the credentials were refused: build the client again, files re-read
         self._lock = threading.Lock()
         self.current: dict[str, _Schema] = {}
         self.history: list[_Schema] = []
@@ -239,11 +252,15 @@ class AvroCodec:
         """Register the current schema under `<topic>-value`; returns the 5-byte wire header.
 
         Called on first use; call it at start-up to fail fast and keep HTTP off the hot path.
-        Raises streams.models.serializers.registry's IncompatibleSchema, SchemaRegistrationError
-        or RegistryUnavailable.
+        Raises streams.models.serializers.registry's IncompatibleSchema, SchemaRegistrationError,
+        RegistryUnavailable or RegistryAuthError (the client is then built again on next use).
         """
         schema = self._current(schema_name)
-        schema_id = self.schema_registry().register(subject_for(topic), schema.text)
+        try:
+            schema_id = self.schema_registry().register(subject_for(topic), schema.text)
+        except RegistryAuthError:
+            self._renew = True
+            raise
         header = CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
         self._sr_routes.setdefault(schema_id, self._route(schema))
         self._sr_headers[(schema_name, topic)] = header
@@ -254,17 +271,28 @@ class AvroCodec:
         return self.schema_registry().client
 
     def schema_registry(self) -> SchemaRegistry:
-        """The project's registry logic over the client (streams.models.serializers.registry)."""
-        if self._sr is None:
+        """The project's registry logic over the client (streams.models.serializers.registry).
+        After a RegistryAuthError the client is built again (a fixed credentials file is read
+        again), keeping the schemas already known."""
+        sr = self._sr
+        if sr is None or self._renew:
             with self._lock:
-                if self._sr is None:
-                    client = self._registry
-                    if client is None:
-                        if not self.schema_registry_url:
-                            raise DecodeError("no SCHEMA_REGISTRY_URL configured")
-                        client = new_client(self.schema_registry_url, self._registry_config)
-                    self._sr = SchemaRegistry(client)
-        return self._sr
+                if self._sr is None or self._renew:
+                    client = self._registry if self._registry is not None else self._new_client()
+                    if self._sr is None:
+                        self._sr = SchemaRegistry(client)
+                    else:  # the old one is left to the garbage collector: it may be in use
+                        self._sr.client = client
+                    self._renew = False
+                sr = self._sr
+        return sr
+
+    def _new_client(self) -> Any:
+        if not self.schema_registry_url:
+            raise DecodeError("no SCHEMA_REGISTRY_URL configured")
+        if self._settings is not None:
+            return new_client(self._settings, self._registry_config)
+        return new_client(self.schema_registry_url, self._registry_config)
 
     # -- decode ------------------------------------------------------------------------------
 
@@ -347,9 +375,13 @@ class AvroCodec:
             raise DecodeError(
                 f"Confluent-framed message (schema id {schema_id}) but no SCHEMA_REGISTRY_URL"
             )
-        # UnknownSchemaId (a DecodeError) and RegistryUnavailable (not one: the record is not
-        # at fault) pass through as they are.
-        text = self.schema_registry().schema_text(schema_id)
+        # UnknownSchemaId (a DecodeError), RegistryUnavailable and RegistryAuthError (not ones:
+        # the record is not at fault) pass through as they are.
+        try:
+            text = self.schema_registry().schema_text(schema_id)
+        except RegistryAuthError:
+            self._renew = True
+            raise
         try:
             writer = _make_schema(json.loads(text), f"schema registry id {schema_id}")
         except Exception as exc:
@@ -375,20 +407,22 @@ def _explain(schema: dict[str, Any], datum: Any, exc: Exception) -> ValidationEr
 
 # -- shared instances ---------------------------------------------------------------------------
 
-_CODECS: dict[str, AvroCodec] = {}
+_CODECS: dict[tuple[str, str], AvroCodec] = {}
 _CODECS_LOCK = threading.Lock()
 
 
 def get_codec(settings: Settings | None = None) -> AvroCodec:
     """The process-wide codec for `settings` (from the environment when None), cached per
-    Schema Registry URL."""
-    url = (settings or _env_settings()).schema_registry_url
-    codec = _CODECS.get(url)
+    Schema Registry URL and credentials; its registry client is built from the settings
+    (streams.models.serializers.registry.client_config)."""
+    settings = settings or _env_settings()
+    key = registry_key(settings)
+    codec = _CODECS.get(key)
     if codec is None:
         with _CODECS_LOCK:
-            codec = _CODECS.get(url)
+            codec = _CODECS.get(key)
             if codec is None:
-                codec = _CODECS[url] = AvroCodec(url)
+                codec = _CODECS[key] = AvroCodec(settings=settings)
     return codec
 
 
