@@ -205,7 +205,7 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-def _read(path: str, env: str) -> str:
+def read_secret_file(path: str, env: str) -> str:
     """A file's text, stripped; errors name the setting and the path, never the content."""
     try:
         text = Path(path).read_text(encoding="utf-8").strip()
@@ -218,11 +218,10 @@ def _read(path: str, env: str) -> str:
 
 
 #: A secret file's text, for the other settings that name one (streams.http_auth).
-read_secret_file = _read
 
 
-def _value(value: str, file: str, env: str) -> str:
-    return _read(file, f"{env}_FILE") if file else value
+def secret_value(value: str, file: str, env: str) -> str:
+    return read_secret_file(file, f"{env}_FILE") if file else value
 
 
 def username(settings: Settings) -> str:
@@ -232,20 +231,30 @@ def username(settings: Settings) -> str:
 
 def _username(settings: Settings) -> str:
     s = settings
-    return _value(s.kafka_sasl_username, s.kafka_sasl_username_file, "KAFKA_SASL_USERNAME")
+    return secret_value(s.kafka_sasl_username, s.kafka_sasl_username_file, "KAFKA_SASL_USERNAME")
 
 
 def _password(settings: Settings) -> str:
     s = settings
-    return _value(s.kafka_sasl_password, s.kafka_sasl_password_file, "KAFKA_SASL_PASSWORD")
+    return secret_value(s.kafka_sasl_password, s.kafka_sasl_password_file, "KAFKA_SASL_PASSWORD")
 
 
 def _key_password(settings: Settings) -> str:
     s = settings
-    return _value(s.kafka_ssl_key_password, s.kafka_ssl_key_password_file, "KAFKA_SSL_KEY_PASSWORD")
+    return secret_value(
+        s.kafka_ssl_key_password, s.kafka_ssl_key_password_file, "KAFKA_SSL_KEY_PASSWORD"
+    )
 
 
 # --- validation (Settings.validated) ------------------------------------------------------
+
+
+def one_of_each(pairs: list[tuple[str, str, str]]) -> None:
+    """Raise ValueError when a setting is given both as `X` and as `X_FILE` (`(X, value,
+    file)` each)."""
+    for env, value, file in pairs:
+        if value and file:
+            raise ValueError(f"{env} and {env}_FILE are both set: set one of them")
 
 
 def check_settings(settings: Settings) -> None:
@@ -258,14 +267,13 @@ def check_settings(settings: Settings) -> None:
             f"KAFKA_SECURITY_PROTOCOL: expected {', '.join(SECURITY_PROTOCOLS)}, "
             f"got {s.kafka_security_protocol!r}"
         )
-    pairs = [
-        ("KAFKA_SASL_USERNAME", s.kafka_sasl_username, s.kafka_sasl_username_file),
-        ("KAFKA_SASL_PASSWORD", s.kafka_sasl_password, s.kafka_sasl_password_file),
-        ("KAFKA_SSL_KEY_PASSWORD", s.kafka_ssl_key_password, s.kafka_ssl_key_password_file),
-    ]
-    for env, value, file in pairs:
-        if value and file:
-            raise ValueError(f"{env} and {env}_FILE are both set: set one of them")
+    one_of_each(
+        [
+            ("KAFKA_SASL_USERNAME", s.kafka_sasl_username, s.kafka_sasl_username_file),
+            ("KAFKA_SASL_PASSWORD", s.kafka_sasl_password, s.kafka_sasl_password_file),
+            ("KAFKA_SSL_KEY_PASSWORD", s.kafka_ssl_key_password, s.kafka_ssl_key_password_file),
+        ]
+    )
     sasl = {
         "KAFKA_SASL_MECHANISM": s.kafka_sasl_mechanism,
         "KAFKA_SASL_USERNAME(_FILE)": s.kafka_sasl_username or s.kafka_sasl_username_file,
@@ -322,5 +330,5 @@ def check_settings(settings: Settings) -> None:
         raise ValueError("KAFKA_SSL_KEY_PASSWORD(_FILE) set without KAFKA_SSL_KEY_FILE")
     for env in ("KAFKA_SSL_CA_FILE", "KAFKA_SSL_CERT_FILE", "KAFKA_SSL_KEY_FILE"):
         if tls[env]:
-            _read(tls[env], env)
+            read_secret_file(tls[env], env)
     _key_password(s)

@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.processes import Service
+from support.processes import Service, free_port
 from support.reliability import SECRET
 
+from streams.dev.kafka import LocalKafka
 from streams.settings import Settings
 
 
@@ -49,3 +50,15 @@ def services(tmp_path: Path) -> Iterator[Callable[..., Service]]:
     yield make
     for svc in made:
         svc.kill()
+
+
+@pytest.fixture
+def private_kafka(rsettings: Settings) -> Iterator[LocalKafka]:
+    """A broker of the test's own, for a test that stops it."""
+    broker = LocalKafka(free_port(), free_port(), Path(rsettings.kafka_home), "768m")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        broker.reset()

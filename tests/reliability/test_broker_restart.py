@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-from support.processes import Service, free_port
+from support.processes import Service
 from support.reliability import (
     SECRET,
     expected_totals,
@@ -29,18 +28,6 @@ from streams.dev.kafka import LocalKafka
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.reliability, pytest.mark.timeout(600)]
-
-
-@pytest.fixture
-def private_kafka(rsettings: Settings) -> Iterator[LocalKafka]:
-    """A broker of this test's own, since this test stops it."""
-    broker = LocalKafka(free_port(), free_port(), Path(rsettings.kafka_home), "768m")
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-        broker.reset()
 
 
 def test_broker_restart_during_load(

@@ -17,11 +17,11 @@ import asyncio
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.processes import Service, free_port
+from support.processes import Service
 from support.reliability import SECRET, expected_totals, start_bridge, view_diff, wait_for_totals
 from support.senders import send
 from support.worker import Worker
@@ -39,18 +39,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.reliability, pytest.mark.timeout(42
 CATCH_UP_S = 50.0
 #: ERROR lines the worker may write for one outage of 8 s (the bug: ~600).
 MAX_ERROR_LINES = 40
-
-
-@pytest.fixture
-def private_kafka(rsettings: Settings) -> Iterator[LocalKafka]:
-    """A broker of this test's own, since this test stops it."""
-    broker = LocalKafka(free_port(), free_port(), Path(rsettings.kafka_home), "768m")
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-        broker.reset()
 
 
 class ReadyProbe(threading.Thread):

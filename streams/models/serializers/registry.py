@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from streams.kafka.security import _read, _value  # the `_FILE` settings' reading, shared
+from streams.kafka.security import one_of_each, read_secret_file, secret_value
 from streams.models.errors import DecodeError
 from streams.settings import Settings, redact_url
 
@@ -148,19 +148,21 @@ class RegistryConfig(dict[str, Any]):
 
 
 def _username(s: Settings) -> str:
-    return _value(
+    return secret_value(
         s.schema_registry_username, s.schema_registry_username_file, "SCHEMA_REGISTRY_USERNAME"
     )
 
 
 def _password(s: Settings) -> str:
-    return _value(
+    return secret_value(
         s.schema_registry_password, s.schema_registry_password_file, "SCHEMA_REGISTRY_PASSWORD"
     )
 
 
 def _token(s: Settings) -> str:
-    return _value(s.schema_registry_token, s.schema_registry_token_file, "SCHEMA_REGISTRY_TOKEN")
+    return secret_value(
+        s.schema_registry_token, s.schema_registry_token_file, "SCHEMA_REGISTRY_TOKEN"
+    )
 
 
 def client_config(settings: Settings) -> RegistryConfig:
@@ -258,9 +260,7 @@ def check_settings(settings: Settings) -> None:
         ("SCHEMA_REGISTRY_PASSWORD", s.schema_registry_password, s.schema_registry_password_file),
         ("SCHEMA_REGISTRY_TOKEN", s.schema_registry_token, s.schema_registry_token_file),
     ]
-    for env, value, file in pairs:
-        if value and file:
-            raise ValueError(f"{env} and {env}_FILE are both set: set one of them")
+    one_of_each(pairs)
     user, password, token = (bool(value or file) for _, value, file in pairs)
     given = {
         "SCHEMA_REGISTRY_USERNAME(_FILE)": user,
@@ -308,7 +308,7 @@ def check_settings(settings: Settings) -> None:
     if token:
         _token(s)
     if ca:
-        _read(ca, "SCHEMA_REGISTRY_CA_FILE")
+        read_secret_file(ca, "SCHEMA_REGISTRY_CA_FILE")
         try:
             ssl.create_default_context(cafile=ca)
         except ssl.SSLError:
