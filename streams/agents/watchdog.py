@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 
 EXIT_CODE = EXIT_FOR_RESTART
 #: How often the group's hold on the source partitions is checked (s): while it is unknown or
-#: incomplete, and once it is complete.
-OWNERSHIP_CHECK_S = (1.0, 5.0)
+#: incomplete, and once it is complete (a group description and the source topics' metadata).
+OWNERSHIP_CHECK_S = (1.0, 10.0)
 #: How long one check may take before it is given up (the broker away).
 OWNERSHIP_TIMEOUT_S = 10.0
 #: Between two metadata refreshes and rejoins while partitions stay unowned (s).

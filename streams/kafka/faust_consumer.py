@@ -37,9 +37,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.protocol import ConsumerProtocol
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import DescribeGroupsRequest
+from aiokafka.protocol.metadata import MetadataRequest
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
@@ -127,8 +129,8 @@ class Consumer(faust_aiokafka.Consumer):
     async def group_ownership(self, topics: Iterable[str]) -> Ownership:
         """Which partitions of `topics` the members of this worker's group hold, asked through
         this consumer's own aiokafka client (its connections and credentials): the members'
-        assignments from the group's coordinator, the partitions from fresh metadata. Raises
-        when the broker does not answer."""
+        assignments from the group's coordinator, the partitions from fresh metadata of these
+        topics. Raises when the broker does not answer."""
         thread = self._thread
         consumer = thread._ensure_consumer()
         return await thread.call_thread(_ownership, consumer, self.app.conf.id, topics)
@@ -301,8 +303,12 @@ async def _ownership(consumer: Any, group: str, topics: Iterable[str]) -> Owners
         for member in members
         for tp in ConsumerProtocol.ASSIGNMENT.decode(member["member_assignment"]).partitions()
     }
-    cluster = await client.fetch_all_metadata()
     wanted = sorted(set(topics))
+    # These topics only (a shared cluster may hold thousands), never created by asking.
+    cluster = ClusterMetadata()
+    cluster.update_metadata(
+        await client.send(node, MetadataRequest(wanted, allow_auto_topic_creation=False))
+    )
     missing = tuple(t for t in wanted if not cluster.partitions_for_topic(t))
     unowned = tuple(
         (t, p)
