@@ -151,8 +151,6 @@ def build_app(settings: Settings) -> faust.App:
         **web_options,
         Worker=Worker,  # logging set up the project's way at once (streams.worker)
     )
-    # First of all when the worker starts: does Kafka let it in (before any client retries)?
-    app.on_worker_init.connect(lambda *args, **kwargs: check_kafka_access(settings))
     # Fetches only for partitions active when asked: see streams.kafka.faust_consumer.
     app.transport.Consumer = SnapshotConsumer  # type: ignore[misc]
     parts, repl = settings.topic_partitions, settings.topic_replication
@@ -208,8 +206,6 @@ def build_app(settings: Settings) -> faust.App:
     count_restarts_in(data_dir(settings))
     topo.metrics.load_restarts(data_dir(settings))
     app.topology = topo  # type: ignore[attr-defined]
-    # On a cluster: Faust's own topics replicated like the project's.
-    replicate_faust_topics(app, settings)
 
     @app.on_before_shutdown.connect
     async def _flush_producer(*args: Any, **kwargs: Any) -> None:
@@ -217,6 +213,11 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.on_worker_init.connect
     def _prepare(*args: Any, **kwargs: Any) -> None:
+        # In this order, in one receiver (a signal's receivers run in no set order): does Kafka
+        # let the worker in (before any client retries)? Then Faust's own topics replicated
+        # like the project's, stale tables dropped, the topics and schemas in place.
+        check_kafka_access(settings)
+        replicate_faust_topics(app, settings)
         # Faust makes only the last level of its data dir (a nested STREAMS_DATA_DIR failed).
         data_dir(settings).mkdir(parents=True, exist_ok=True)
         if settings.store.startswith("rocksdb"):

@@ -96,20 +96,15 @@ def ensure_project_topics(
 
 
 def replicate_faust_topics(app: Any, settings: Settings) -> None:
-    """The worker's hook: the topics Faust creates itself (its assignor's leader topic; any
-    topic not created through `ensure_project_topics` first) get the same replication factor.
-    Faust reads it from `app.conf.topic_replication_factor` when it declares them, after
-    on_worker_init, which is when the broker is asked (never at import: no broker needed to
-    import the app)."""
+    """The topics Faust creates itself (its assignor's leader topic; any topic not created
+    through `ensure_project_topics` first) get the same replication factor. Faust reads it from
+    `app.conf.topic_replication_factor` when it declares them, after on_worker_init, which is
+    when the worker calls this (never at import: no broker needed to import the app)."""
     if settings.topic_replication:
         return
-
-    def _resolve(*args: Any, **kwargs: Any) -> None:
-        replication = resolve_replication(settings).topic_replication
-        with warnings.catch_warnings():
-            # Faust warns that the value was read before; only topic objects whose replicas
-            # are unset read it, and only when they are declared, which is later.
-            warnings.simplefilter("ignore")
-            app.conf.topic_replication_factor = replication
-
-    app.on_worker_init.connect(_resolve)
+    replication = resolve_replication(settings).topic_replication
+    with warnings.catch_warnings():
+        # Faust warns that the value was read before; only topic objects whose replicas are
+        # unset read it, and only when they are declared, which is later.
+        warnings.simplefilter("ignore")
+        app.conf.topic_replication_factor = replication
