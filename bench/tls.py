@@ -32,8 +32,10 @@ bench/results/tls-<time>[-quick].json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import socket
 import ssl
 import statistics
@@ -110,10 +112,17 @@ def bridge_point(broker: Broker, bodies: str, seconds: float) -> dict[str, Any]:
         proc = start_bridge(settings, port, "cli", name=f"bridge-{_mode(broker)}")
         try:
             others = {"broker": broker.pid} if broker.pid else None
+            threads0 = thread_cpu(proc.pid)
             res = measure_server(
                 f"bridge ({_mode(broker)})", proc, port, bodies, seconds, (CONCURRENCY,), others
             )
             out["bridge"] = res[str(CONCURRENCY)]
+            # Where the bridge's CPU went (the server's warm-up included): its Python threads
+            # against librdkafka's (TLS is done in the `rdk:broker` threads).
+            threads1 = thread_cpu(proc.pid)
+            out["bridge_threads_cpu_s"] = {
+                k: round(v - threads0.get(k, 0.0), 2) for k, v in sorted(threads1.items())
+            }
         finally:
             proc.stop()
         try:
@@ -123,6 +132,23 @@ def bridge_point(broker: Broker, bodies: str, seconds: float) -> dict[str, Any]:
         except Exception as exc:
             out["raw_pipelined"] = {"error": str(exc)[-3000:]}
             log(f"raw producer ({_mode(broker)}) FAILED: {exc}")
+    return out
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (utime + stime) of a process's live threads by thread name, numbers
+    dropped: `python` (every Python thread), librdkafka's `rdk:main` and `rdk:broker`."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                comm = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            name = re.sub(r"-?\d+$", "", comm) or comm
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
     return out
 
 
@@ -255,6 +281,12 @@ def summary(res: dict[str, Any]) -> list[str]:
                 f"  bridge cpu {fmt(b.get('server_cpu_ms_per_req'), ' ms/req', 3)}"
                 f"  broker cpu {fmt(b.get('broker_cpu_ms_per_req'), ' ms/req', 3)}"
                 f"  bad {b.get('non_2xx_or_error')}"
+            )
+        threads = r.get("bridge_threads_cpu_s")
+        if threads:
+            lines.append(
+                f"  bridge {mode:<10} CPU s by thread: "
+                + ", ".join(f"{k} {fmt(v, '', 1)}" for k, v in threads.items())
             )
         raw = r.get("raw_pipelined", {})
         if raw and "error" not in raw:
