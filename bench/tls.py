@@ -36,10 +36,13 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import ssl
 import statistics
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -113,6 +116,7 @@ def bridge_point(broker: Broker, bodies: str, seconds: float) -> dict[str, Any]:
         try:
             others = {"broker": broker.pid} if broker.pid else None
             threads0 = thread_cpu(proc.pid)
+            jvm0 = jvm_thread_cpu(broker.pid)
             res = measure_server(
                 f"bridge ({_mode(broker)})", proc, port, bodies, seconds, (CONCURRENCY,), others
             )
@@ -123,6 +127,11 @@ def bridge_point(broker: Broker, bodies: str, seconds: float) -> dict[str, Any]:
             out["bridge_threads_cpu_s"] = {
                 k: round(v - threads0.get(k, 0.0), 2) for k, v in sorted(threads1.items())
             }
+            jvm1 = jvm_thread_cpu(broker.pid)
+            if jvm0 is not None and jvm1 is not None:  # and the broker's, by kind of thread
+                out["broker_threads_cpu_s"] = {
+                    k: round(v - jvm0.get(k, 0.0), 2) for k, v in sorted(jvm1.items())
+                }
         finally:
             proc.stop()
         try:
@@ -150,6 +159,36 @@ def thread_cpu(pid: int) -> dict[str, float]:
             name = re.sub(r"-?\d+$", "", comm) or comm
             out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
     return out
+
+
+#: A broker thread's kind, by its name (the first that matches); else `other`.
+JVM_THREADS = (
+    ("network", "network-thread"),  # Kafka's socket processors: TLS and SASL happen here
+    ("request handlers", "request-handler"),
+    ("gc", "GC Thread"),
+    ("gc", "G1 "),
+    ("jit", "CompilerThread"),
+)
+
+
+def jvm_thread_cpu(pid: int | None) -> dict[str, float] | None:
+    """CPU seconds of a JVM's threads by kind (JVM_THREADS), from `jcmd <pid> Thread.print`
+    (its `cpu=` figures); None without jcmd or when it fails. Attaching costs a little CPU:
+    called outside the measured points."""
+    jcmd = shutil.which("jcmd")
+    if pid is None or jcmd is None:
+        return None
+    try:
+        dump = subprocess.run(
+            [jcmd, str(pid), "Thread.print"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    out: dict[str, float] = {}
+    for m in re.finditer(r'^"([^"]+)".*?\bcpu=([0-9.]+)ms', dump, re.MULTILINE):
+        kind = next((k for k, part in JVM_THREADS if part in m.group(1)), "other")
+        out[kind] = out.get(kind, 0.0) + float(m.group(2)) / 1000
+    return out or None
 
 
 def worker_point(broker: Broker, ds: Any, variant: str, quick: bool) -> dict[str, Any]:
@@ -184,9 +223,9 @@ def one_round(
     out: dict[str, Any] = {
         "order": order,
         "loadavg_start": list(os.getloadavg()),
-        "other_tests": other_test_runs(),
         **{m: {"worker": {}} for m in MODES},
     }
+    watch = OthersWatch()
     for mode in order:
         log(f"--- bridge, {mode} ---")
         try:
@@ -199,6 +238,7 @@ def one_round(
             log(f"--- worker {variant}, {mode} ---")
             out[mode]["worker"][variant] = worker_point(brokers[mode], ds, variant, quick)
     out["loadavg_end"] = list(os.getloadavg())
+    out["other_tests"] = watch.stop()
     out["events"] = len(ds.values)
     out["ratios"] = ratios(out, variants)
     return out
@@ -245,6 +285,29 @@ def other_test_runs() -> list[str]:
     return found
 
 
+class OthersWatch:
+    """Notes, every 5 s in a thread, the test or benchmark runs on the machine that are not
+    ours (`other_test_runs`): a figure measured beside one is disturbed."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.seen: dict[str, str] = {}  # command line -> when first seen
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every_s: float) -> None:
+        while True:
+            for cmd in other_test_runs():
+                self.seen.setdefault(cmd, time.strftime("%H:%M:%S"))
+            if self._stop.wait(every_s):
+                return
+
+    def stop(self) -> list[str]:
+        self._stop.set()
+        self._thread.join(10)
+        return [f"{when} {cmd}" for cmd, when in self.seen.items()]
+
+
 # --- bench/run.py's part interface -------------------------------------------------------
 
 _rounds_run = 0
@@ -287,6 +350,12 @@ def summary(res: dict[str, Any]) -> list[str]:
             lines.append(
                 f"  bridge {mode:<10} CPU s by thread: "
                 + ", ".join(f"{k} {fmt(v, '', 1)}" for k, v in threads.items())
+            )
+        jvm = r.get("broker_threads_cpu_s")
+        if jvm:
+            lines.append(
+                f"  broker {mode:<10} CPU s by thread: "
+                + ", ".join(f"{k} {fmt(v, '', 1)}" for k, v in jvm.items())
             )
         raw = r.get("raw_pipelined", {})
         if raw and "error" not in raw:
