@@ -1,6 +1,7 @@
 """The benchmark suite, one command (see docs/BENCHMARKS.md):
 
     python bench/run.py [--quick] [--only bridge,worker,e2e,scale,codec,recovery] [--runs N]
+    python bench/run.py --only tls   (not run unless named: see bench/tls.py)
 
 Starts a private Kafka (LocalKafka on a free port) unless KAFKA_BOOTSTRAP_SERVERS is set, runs
 each part side by side with its comparisons, prints the figures and ratios (medians over the
