@@ -117,12 +117,14 @@ def bridge_point(broker: Broker, bodies: str, seconds: float) -> dict[str, Any]:
             others = {"broker": broker.pid} if broker.pid else None
             threads0 = thread_cpu(proc.pid)
             jvm0 = jvm_thread_cpu(broker.pid)
+            machine0 = machine_cpu()
             res = measure_server(
                 f"bridge ({_mode(broker)})", proc, port, bodies, seconds, (CONCURRENCY,), others
             )
             out["bridge"] = res[str(CONCURRENCY)]
             # Where the bridge's CPU went (the server's warm-up included): its Python threads
             # against librdkafka's (TLS is done in the `rdk:broker` threads).
+            out["machine_cpu_s"] = machine_cpu_since(machine0)
             threads1 = thread_cpu(proc.pid)
             out["bridge_threads_cpu_s"] = {
                 k: round(v - threads0.get(k, 0.0), 2) for k, v in sorted(threads1.items())
@@ -161,6 +163,25 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
+def machine_cpu() -> dict[str, float]:
+    """The machine's CPU seconds since boot, all cores (/proc/stat): busy, idle, and stolen
+    by the hypervisor (a neighbour's load on a shared host)."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return {}
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    steal = ticks[7] if len(ticks) > 7 else 0
+    busy = sum(ticks[:8]) - idle - steal
+    return {"busy": busy / hz, "idle": idle / hz, "steal": steal / hz}
+
+
+def machine_cpu_since(before: dict[str, float]) -> dict[str, float]:
+    now = machine_cpu()
+    return {k: round(v - before.get(k, 0.0), 1) for k, v in now.items()}
+
+
 #: A broker thread's kind, by its name (the first that matches); else `other`.
 JVM_THREADS = (
     ("network", "network-thread"),  # Kafka's socket processors: TLS and SASL happen here
@@ -194,7 +215,9 @@ def jvm_thread_cpu(pid: int | None) -> dict[str, float] | None:
 def worker_point(broker: Broker, ds: Any, variant: str, quick: bool) -> dict[str, Any]:
     """bench/worker.py's method for one variant on `broker`, plus the broker's CPU."""
     cpu0 = cpu_seconds(broker.pid) if broker.pid else None
+    machine0 = machine_cpu()
     res = run_variant(broker, ds, variant, timeout=300 if quick else 1800)
+    res["machine_cpu_s"] = machine_cpu_since(machine0)
     if cpu0 is not None and broker.pid:
         res["broker_cpu_s"] = round((cpu_seconds(broker.pid) or 0.0) - cpu0, 1)
     return res
