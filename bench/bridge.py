@@ -19,11 +19,12 @@ import os
 import subprocess
 from typing import Any
 
-from bench.broker import Broker, cleanup_topics, ensure_input_like, settings_for
+from bench.broker import Broker, cleanup_topics, ensure_input_like, security_env, settings_for
 from bench.datasets import SECRET, write_bodies
 from bench.paths import BENCH, CACHE, PY
 from bench.processes import (
     Proc,
+    cpu_seconds,
     profile,
     profile_done,
     spawn,
@@ -73,22 +74,37 @@ def warm_up_broker(settings: Any, bodies: str, seconds: float) -> None:
             log(f"broker warm-up ({mode}) failed: {exc}")
 
 
-def measure_server(name: str, proc: Proc, port: int, bodies: str, seconds: float) -> dict:
+def measure_server(
+    name: str,
+    proc: Proc,
+    port: int,
+    bodies: str,
+    seconds: float,
+    concurrency: tuple[int, ...] = CONCURRENCY,
+    others: dict[str, int] | None = None,
+) -> dict:
+    """`concurrency`: the points measured; `others`: processes (name: pid, e.g. the broker)
+    whose CPU per request is reported beside the server's (`<name>_cpu_ms_per_req`)."""
     url = f"http://127.0.0.1:{port}"
     # Warm-up at the highest concurrency: the first server of a run measured its c=64 point
     # against a broker that had not yet seen that load (it lost 20-30% in run 1 of each
     # bench on 2026-12-06).
-    loadgen(url, bodies, max(CONCURRENCY), min(3, seconds / 2))
+    loadgen(url, bodies, max(concurrency), min(3, seconds / 2))
     out: dict[str, Any] = {}
-    for c in CONCURRENCY:
+    for c in concurrency:
         # The whole process tree: a supervisor's workers, granian's worker process.
         cpu0 = tree_cpu_seconds(proc.pid) or 0.0
-        spy = profile(proc, f"{name}-c{c}", seconds) if c == CONCURRENCY[-1] else None
+        others0 = {k: cpu_seconds(pid) or 0.0 for k, pid in (others or {}).items()}
+        spy = profile(proc, f"{name}-c{c}", seconds) if c == concurrency[-1] else None
         r = loadgen(url, bodies, c, seconds)
         profile_done(spy)
         cpu1 = tree_cpu_seconds(proc.pid) or 0.0
         r["server_cpu_s"] = round(cpu1 - cpu0, 2)
         r["server_cpu_ms_per_req"] = round(1000 * (cpu1 - cpu0) / max(1, r["ok"]), 3)
+        for k, pid in (others or {}).items():
+            used = (cpu_seconds(pid) or 0.0) - others0[k]
+            r[f"{k}_cpu_s"] = round(used, 2)
+            r[f"{k}_cpu_ms_per_req"] = round(1000 * used / max(1, r["ok"]), 3)
         # Peak RSS so far (VmHWM): after the c=64 point, the RSS under that load.
         r["server_peak_rss_mb"] = tree_peak_rss_mb(proc.pid)
         out[str(c)] = r
@@ -122,7 +138,7 @@ def raw_producer(settings: Any, topic: str, bodies: str, mode: str, seconds: flo
         capture_output=True,
         text=True,
         timeout=seconds + 180,
-        env={**os.environ, **baseline_env()},
+        env={**os.environ, **baseline_env(), **security_env(settings)},
     )
     try:
         r = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from bench.broker import ensure_topics_for
+from bench.broker import client_config, ensure_topics_for
 from bench.datasets import Dataset
 from bench.processes import Proc
 
@@ -36,15 +36,17 @@ class CatchUp:
         self.referral_topic = settings.topic(settings.referral_topic)
         self.deletions_topic = settings.topic(settings.deletions_topic)
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "group.id": f"bench-watch-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "topic.metadata.refresh.interval.ms": 1000,
-                "log_level": 3,
-            }
+            client_config(
+                settings,
+                {
+                    "group.id": f"bench-watch-{uuid.uuid4().hex}",
+                    "auto.offset.reset": "earliest",
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",
+                    "topic.metadata.refresh.interval.ms": 1000,
+                    "log_level": 3,
+                },
+            )
         )
         ensure_topics_for(settings)
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition

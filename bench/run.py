@@ -1,6 +1,7 @@
 """The benchmark suite, one command (see docs/BENCHMARKS.md):
 
     python bench/run.py [--quick] [--only bridge,worker,e2e,scale,codec,recovery] [--runs N]
+    python bench/run.py --only tls   (not run unless named: see bench/tls.py)
 
 Starts a private Kafka (LocalKafka on a free port) unless KAFKA_BOOTSTRAP_SERVERS is set, runs
 each part side by side with its comparisons, prints the figures and ratios (medians over the
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import bridge, codec, e2e, failover, processes, recovery, scale, worker  # noqa: E402
+from bench import bridge, codec, e2e, failover, processes, recovery, scale, tls, worker  # noqa: E402
 from bench.broker import Broker  # noqa: E402
 from bench.paths import RESULTS  # noqa: E402
 from bench.results import log, reason  # noqa: E402
@@ -40,7 +41,12 @@ PARTS = {
     "scale": scale,
     "recovery": recovery,
     "failover": failover,
+    "tls": tls,
 }
+#: Run when --only is not given: every part but `tls` (two brokers of its own; name it).
+DEFAULT_PARTS = tuple(p for p in PARTS if p != "tls")
+#: The parts that start their own brokers (run.py's shared one is not needed for them).
+OWN_BROKERS = {"codec", "tls"}
 
 
 def machine() -> dict[str, Any]:
@@ -130,7 +136,11 @@ def ensure_wrk() -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description="voucherify-streams benchmarks")
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    ap.add_argument("--only", default=",".join(PARTS), help="comma-separated parts to run")
+    ap.add_argument(
+        "--only",
+        default=",".join(DEFAULT_PARTS),
+        help=f"comma-separated parts to run (default: {','.join(DEFAULT_PARTS)}; also: tls)",
+    )
     ap.add_argument("--runs", type=int, default=1, help="repeat everything N times (medians)")
     ap.add_argument("--e2e-rate", type=float, default=None, help="webhooks/s of the e2e part")
     ap.add_argument(
@@ -161,7 +171,7 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown parts: {', '.join(sorted(unknown))} (known: {', '.join(PARTS)})")
 
-    if {"bridge", "e2e"} & set(only):
+    if {"bridge", "e2e", "tls"} & set(only):
         ensure_wrk()
 
     def on_term(*_: object) -> None:
@@ -182,7 +192,7 @@ def main() -> int:
     t_start = time.monotonic()
     broker = None
     try:
-        needs_broker = any(p != "codec" for p in only)
+        needs_broker = any(p not in OWN_BROKERS for p in only)
         broker = Broker.start() if needs_broker else None
         report["broker"] = broker.bootstrap if broker else None
         for i in range(args.runs):
@@ -194,7 +204,7 @@ def main() -> int:
                 log(f"--- {part} ---")
                 try:
                     if part == "e2e":
-                        assert broker is not None  # started for every part but codec
+                        assert broker is not None  # started for every part but OWN_BROKERS
                         run[part] = e2e.run(broker, args.quick, args.e2e_rate)
                     elif part == "worker":
                         assert broker is not None

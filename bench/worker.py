@@ -24,7 +24,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.broker import Broker, cleanup_topics, ensure_topics_for, produce_all, settings_for
+from bench.broker import (
+    Broker,
+    cleanup_topics,
+    ensure_topics_for,
+    produce_all,
+    security_env,
+    settings_for,
+)
 from bench.catchup import CatchUp
 from bench.datasets import Dataset, dataset
 from bench.group_watch import GroupWatch
@@ -71,7 +78,7 @@ def launch(kind: str, settings: Any, name: str, data_dir: Path) -> Proc:
     else:
         raise ValueError(kind)
     argv = [py, str(BENCH / "baselines" / script), *common_args, *extra]
-    return spawn(name, argv, baseline_env())
+    return spawn(name, argv, {**baseline_env(), **security_env(settings)})
 
 
 def run_variant(

@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer, Producer
 
+from bench.baselines import baseline_settings
 from streams.domain.deltas import LOYALTY_COUNTERS, REFERRAL_COUNTERS, plan, to_millis
+from streams.kafka.security import librdkafka_config
 from streams.models.serializers.avro import get_codec
 from streams.models.serializers.projection import WORKER_FIELDS
-from streams.settings import Settings
 
 
 def main() -> int:
@@ -30,7 +31,7 @@ def main() -> int:
     ap.add_argument("--group", required=True)
     ap.add_argument("--max-seconds", type=float, default=1800)
     args = ap.parse_args()
-    s = Settings(bootstrap_servers=args.bootstrap, topic_prefix=args.prefix)
+    s = baseline_settings(args.bootstrap, topic_prefix=args.prefix)
     codec = get_codec(s)
     # The worker's projected decode (only the fields plan() reads): only the processor differs.
     encode = codec.encode
@@ -42,23 +43,27 @@ def main() -> int:
         s.topic(s.deletions_topic),
     )
     consumer = Consumer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "group.id": args.group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": True,
-            "log_level": 3,
-        }
+        librdkafka_config(
+            s,
+            {
+                "group.id": args.group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": True,
+                "log_level": 3,
+            },
+        )
     )
     producer = Producer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            "partitioner": "murmur2_random",
-            "acks": "all",
-            "log_level": 3,
-        }
+        librdkafka_config(
+            s,
+            {
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "partitioner": "murmur2_random",
+                "acks": "all",
+                "log_level": 3,
+            },
+        )
     )
     consumer.subscribe([t_in])
     seen: set[bytes] = set()

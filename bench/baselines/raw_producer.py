@@ -22,12 +22,13 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
+from bench.baselines import baseline_settings
 from streams.bridge.service import producer_config
 from streams.kafka.producer import DEFAULT_CONFIG
+from streams.kafka.security import librdkafka_config
 from streams.models.customer_deleted import EVENT_TYPE, parse_webhook
 from streams.models.pii import PiiPolicy
 from streams.models.serializers.avro import get_codec
-from streams.settings import Settings
 
 
 def _pct(vals: list[float], q: float) -> float | None:
@@ -45,7 +46,7 @@ def main() -> int:
     ap.add_argument("--mode", choices=["pipelined", "sync"], default="pipelined")
     ap.add_argument("--seconds", type=float, default=10)
     args = ap.parse_args()
-    s = Settings(bootstrap_servers=args.bootstrap)
+    s = baseline_settings(args.bootstrap)
     codec = get_codec(s)
     pii = PiiPolicy(s.pii_policy, s.pii_hash_key)
     fp = codec.fingerprint("CustomerDeleted").hex()
@@ -62,8 +63,7 @@ def main() -> int:
         ]
         value = codec.encode("CustomerDeleted", datum, topic=args.topic)
         records.append((cid, value, headers))
-    config = {**DEFAULT_CONFIG, **producer_config(s), "bootstrap.servers": args.bootstrap}
-    config["log_level"] = 3
+    config = librdkafka_config(producer_config(s), {"log_level": 3}, defaults=DEFAULT_CONFIG)
     p = Producer(config)
     p.list_topics(args.topic, timeout=10)
     lat: list[float] = []
